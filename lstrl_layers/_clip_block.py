@@ -1,0 +1,84 @@
+"""Shared clip-layout handling for the LSTRL residual blocks (MAE, BME, LSTRLBlock)."""
+
+from __future__ import annotations
+
+from typing import Union, overload
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+Maps = dict[str, Tensor]
+BlockOutput = Union[Tensor, tuple[Tensor, Maps]]
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+class _ClipBlock(nn.Module):
+    """Base of the residual blocks: validates the input, handles both clip layouts, adds the residual.
+
+    Subclasses implement ``_branch(frames, num_frames, return_maps)``, which receives the frames of
+    ``B`` clips as one ``(B*T, C, H, W)`` tensor (the frames of a clip contiguous) and returns the
+    branch output of the same shape plus a dict of maps (empty unless ``return_maps``).
+    """
+
+    def __init__(self, channels: int, num_frames: int) -> None:
+        super().__init__()
+        self.channels = _check_positive_int("channels", channels)
+        self.num_frames = num_frames
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per clip used for ``(B*T, C, H, W)`` inputs (5-D inputs carry their own ``T``)."""
+        return self._num_frames
+
+    @num_frames.setter
+    def num_frames(self, value: int) -> None:
+        self._num_frames = _check_positive_int("num_frames", value)
+
+    def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+        raise NotImplementedError
+
+    def _split_layout(self, x: Tensor) -> tuple[Tensor, int]:
+        """Validate ``x`` and return it as frames ``(B*T, C, H, W)`` together with ``T``."""
+        name = type(self).__name__
+        expected = (
+            f"{name} expects frames (B*T, C={self.channels}, H, W) with the frames of each clip contiguous "
+            f"(T = num_frames = {self.num_frames}), or clips (B, T, C={self.channels}, H, W)"
+        )
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{expected}; got {type(x).__name__}")
+        if x.ndim not in (4, 5):
+            raise ValueError(f"{expected}; got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
+        channel_dim = x.ndim - 3
+        if x.shape[channel_dim] != self.channels:
+            raise ValueError(f"{expected}; got {x.shape[channel_dim]} channels in shape {tuple(x.shape)}")
+        if x.ndim == 5:
+            if x.shape[1] < 1:
+                raise ValueError(f"{expected}; got T = 0 frames in shape {tuple(x.shape)}")
+            return rearrange(x, "b t c h w -> (b t) c h w"), x.shape[1]
+        if x.shape[0] % self.num_frames != 0:
+            raise ValueError(
+                f"{expected}; got a batch of {x.shape[0]} frames, which is not divisible by "
+                f"num_frames={self.num_frames} (shape {tuple(x.shape)})"
+            )
+        return x, self.num_frames
+
+    @overload
+    def forward(self, x: Tensor) -> Tensor: ...
+
+    @overload
+    def forward(self, x: Tensor, return_maps: bool) -> BlockOutput: ...
+
+    def forward(self, x: Tensor, return_maps: bool = False) -> BlockOutput:
+        frames, num_frames = self._split_layout(x)
+        branch, maps = self._branch(frames, num_frames, return_maps)
+        out = frames + branch
+        if x.ndim == 5:
+            out = rearrange(out, "(b t) c h w -> b t c h w", t=num_frames)
+        return (out, maps) if return_maps else out
+

@@ -1,0 +1,69 @@
+"""LSTRL block: MAE and BME side by side on the same input (paper Fig. 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from torch import Tensor
+
+from ._clip_block import Maps, _ClipBlock
+from .bme import BME
+from .mae import MAE
+
+
+class LSTRLBlock(_ClipBlock):
+    r"""Long short-term block of the paper's Fig. 2: ``x + F^a(x) + F^m(x)``.
+
+    :math:`F^a` is the :class:`MAE` branch (long-term appearance) and :math:`F^m` the :class:`BME` branch
+    (short-term motion); both read the same ``x`` and their outputs are added to it.
+
+    Args:
+        channels: ``C``, channels of the input feature map.
+        num_frames: ``T``, frames per clip for ``(B*T, C, H, W)`` inputs. Setting it also sets it on the
+            branches.
+        mae: include the MAE branch.
+        bme: include the BME branch.
+        zero_init: identity at construction (passed to both branches).
+        mae_kwargs: further keyword arguments of :class:`MAE` (``reduction``, ``granularities``, ``scale``).
+        bme_kwargs: further keyword arguments of :class:`BME` (``reduction``, ``directions``, ``mode``,
+            ``edge``, ``act_layer``).
+
+    Shape:
+        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or ``(B, T, C, H, W)``.
+        - Output: same shape as the input.
+        - Maps (``return_maps=True``): those of the enabled branches (``"D1".."D4"``, ``"Mf"``, ``"Mb"``).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        mae: bool = True,
+        bme: bool = True,
+        zero_init: bool = True,
+        mae_kwargs: Optional[Mapping[str, Any]] = None,
+        bme_kwargs: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        if not (mae or bme):
+            raise ValueError("LSTRLBlock needs at least one branch, got mae=False and bme=False")
+        for name, enabled, kwargs in (("mae", mae, mae_kwargs), ("bme", bme, bme_kwargs)):
+            if kwargs and not enabled:
+                raise ValueError(f"{name}_kwargs={dict(kwargs)!r} given but {name}=False")
+        super().__init__(channels, num_frames)
+        self.mae = MAE(channels, num_frames, zero_init=zero_init, **(mae_kwargs or {})) if mae else None
+        self.bme = BME(channels, num_frames, zero_init=zero_init, **(bme_kwargs or {})) if bme else None
+
+    @_ClipBlock.num_frames.setter  # type: ignore[attr-defined]
+    def num_frames(self, value: int) -> None:
+        _ClipBlock.num_frames.fset(self, value)  # type: ignore[attr-defined]
+        for branch in (getattr(self, "mae", None), getattr(self, "bme", None)):
+            if branch is not None:
+                branch.num_frames = value
+
+    def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+        results = [b._branch(frames, num_frames, return_maps) for b in (self.mae, self.bme) if b is not None]
+        branch = results[0][0]
+        for other, _ in results[1:]:
+            branch = branch + other  # F^a + F^m: both branches read the same x
+        return branch, {name: m for _, maps in results for name, m in maps.items()}

@@ -1,0 +1,130 @@
+"""Bi-direction Motion Estimator (BME), LSTRL paper §3.2, Eq. 4-6."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from einops import rearrange, reduce
+from torch import Tensor, nn
+
+from ._clip_block import Maps, _check_positive_int, _ClipBlock
+
+_DIRECTIONS = {"forward": ("Mf", 1), "backward": ("Mb", -1)}  # map name, offset of the neighbouring frame
+_MODES = ("global", "local")
+_EDGES = ("zero", "replicate")
+
+
+def _neighbours(seq: Tensor, offset: int, edge: str) -> Tensor:
+    """Frame ``t + offset`` for every frame ``t`` of ``seq`` ``(B, T, ...)``, padded at the clip edge.
+
+    ``edge="zero"``: a frame without that neighbour gets zeros; ``"replicate"``: it gets itself.
+    """
+    if offset == 1:
+        inner, border = seq[:, 1:], seq[:, -1:]
+    else:
+        inner, border = seq[:, :-1], seq[:, :1]
+    if edge == "zero":
+        border = torch.zeros_like(border)
+    return torch.cat([inner, border] if offset == 1 else [border, inner], dim=1)
+
+
+class BME(_ClipBlock):
+    r"""Bi-direction Motion Estimator: each frame's global feature times its neighbours' local features.
+
+    With :math:`F_t^g = \mathrm{GAP}(F_t)`, the block computes
+    :math:`M^f = \phi(F_t^g) \odot \psi(F_{t+1})` (Eq. 4), :math:`M^b = \phi(F_t^g) \odot \psi(F_{t-1})`
+    (Eq. 5), both broadcast over ``H*W``, and :math:`F^m_t = \mathrm{ReLU}(\upsilon([M^f, M^b]))` (Eq. 6), and
+    returns ``x + F^m``. :math:`\psi` is applied once per frame and the result shifted in time, which gives
+    the same numbers as two :math:`\psi` passes (one on :math:`F_{t+1}`, one on :math:`F_{t-1}`) for half of
+    :math:`\psi`'s multiply-adds.
+
+    Args:
+        channels: ``C``, channels of the input feature map.
+        num_frames: ``T``, frames per clip for ``(B*T, C, H, W)`` inputs (a plain, settable attribute).
+        reduction: :math:`\phi` and :math:`\psi` reduce ``C`` to ``C // reduction`` channels (paper: 2).
+        directions: ``("forward", "backward")`` (paper) or a single direction (Table 5, "single-direction").
+        mode: ``"global"`` (paper, global-to-local: :math:`\phi` on the frame's GAP) or ``"local"``
+            (Table 5's local-to-local variant). Our reading of the latter: :math:`\phi` runs on the local
+            features :math:`F_t` instead of :math:`F_t^g`, and the product is taken between co-located
+            positions, :math:`\phi(F_t)(p) \odot \psi(F_{t\pm1})(p)`, so shapes and parameters are unchanged.
+            (An all-pairs ``HW x HW`` correlation is another reading, but the paper gives no way to map it
+            back to :math:`\upsilon`'s ``C`` input channels.)
+        edge: the missing neighbour at a clip's edge (no ``t-1`` at the first frame, no ``t+1`` at the last):
+            ``"zero"`` (default: no neighbour, no motion, like a zero-padded temporal shift, so :math:`M^b` of
+            the first frame and :math:`M^f` of the last are zero) or ``"replicate"`` (the frame itself).
+        act_layer: activation after :math:`\upsilon` (paper: ReLU).
+        zero_init: make the block the identity at construction. The ReLU after :math:`\upsilon` rules out
+            zeroing :math:`\upsilon` itself (a zero pre-activation passes no gradient through ReLU, so the
+            branch would never train); instead a per-channel scale ``gamma``, initialized to zero, multiplies
+            :math:`F^m` after the ReLU (``C`` extra parameters). ``False`` gives the paper's block exactly.
+
+    Shape:
+        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or ``(B, T, C, H, W)``.
+        - Output: same shape as the input.
+        - Maps (``return_maps=True``): ``"Mf"``, ``"Mb"`` (the selected directions), each
+          ``(B, T, C // reduction, H, W)`` whatever the input layout.
+
+    Example:
+        >>> bme = BME(channels=64, num_frames=4)
+        >>> bme(torch.randn(2, 4, 64, 8, 4)).shape
+        torch.Size([2, 4, 64, 8, 4])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        reduction: int = 2,
+        directions: Sequence[str] = ("forward", "backward"),
+        mode: str = "global",
+        edge: str = "zero",
+        act_layer: type[nn.Module] = nn.ReLU,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__(channels, num_frames)
+        _check_positive_int("reduction", reduction)
+        if channels // reduction < 1:
+            raise ValueError(f"reduction must be <= channels ({channels}), got {reduction!r}")
+        directions = (directions,) if isinstance(directions, str) else tuple(directions)
+        if not directions or len(set(directions)) != len(directions) or not set(directions) <= set(_DIRECTIONS):
+            raise ValueError(
+                "directions must be a non-empty subset of ('forward', 'backward') without repeats, "
+                f"got {directions!r}"
+            )
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if edge not in _EDGES:
+            raise ValueError(f"edge must be one of {_EDGES}, got {edge!r}")
+        self.directions = tuple(d for d in _DIRECTIONS if d in directions)
+        self.mode = mode
+        self.edge = edge
+        reduced = channels // reduction
+        self.phi = nn.Conv2d(channels, reduced, kernel_size=1)  # φ: C -> C/2
+        self.psi = nn.Conv2d(channels, reduced, kernel_size=1)  # ψ: C -> C/2
+        self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, kernel_size=1)  # υ: [Mf, Mb] -> C
+        self.act = act_layer()
+        self.gamma = nn.Parameter(torch.zeros(channels)) if zero_init else None
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, num_frames={self.num_frames}, directions={self.directions}, "
+            f"mode={self.mode!r}, edge={self.edge!r}"
+        )
+
+    def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+        if self.mode == "global":
+            query = self.phi(reduce(frames, "n c h w -> n c 1 1", "mean"))  # φ(F_t^g)
+        else:
+            query = self.phi(frames)  # φ(F_t), local-to-local variant
+        query = rearrange(query, "(b t) c h w -> b t c h w", t=num_frames)
+        local = rearrange(self.psi(frames), "(b t) c h w -> b t c h w", t=num_frames)  # ψ(F_t), once per frame
+        motions = {  # Mf = φ(F_t^g) ⊙ ψ(F_{t+1}) (Eq. 4), Mb = φ(F_t^g) ⊙ ψ(F_{t-1}) (Eq. 5)
+            name: query * _neighbours(local, offset, self.edge)
+            for name, offset in (_DIRECTIONS[d] for d in self.directions)
+        }
+        stacked = rearrange(torch.cat(list(motions.values()), dim=2), "b t c h w -> (b t) c h w")
+        motion = self.act(self.upsilon(stacked))  # F^m = υ([Mf, Mb]) with ReLU, Eq. 6
+        if self.gamma is not None:
+            motion = motion * rearrange(self.gamma, "c -> c 1 1")
+        return motion, (motions if return_maps else {})

@@ -1,0 +1,151 @@
+"""Properties every LSTRL block must have: layouts, clip independence, identity init, training, bad input."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable
+
+import pytest
+import torch
+from einops import rearrange
+from torch import nn
+
+from lstrl_layers import BME, MAE, LSTRLBlock
+
+CHANNELS = 16
+Factory = Callable[..., nn.Module]
+FACTORIES: dict[str, Factory] = {
+    "mae": lambda **kw: MAE(CHANNELS, **kw),
+    "bme": lambda **kw: BME(CHANNELS, **kw),
+    "block": lambda **kw: LSTRLBlock(CHANNELS, **kw),
+}
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def factory(request: pytest.FixtureRequest) -> Factory:
+    return FACTORIES[request.param]
+
+
+def _randomize(block: nn.Module) -> nn.Module:
+    """Move a zero-initialized block away from the identity, as training would."""
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return block
+
+
+@pytest.mark.parametrize("num_frames, height, width", [(1, 3, 2), (2, 1, 1), (3, 4, 2)])
+def test_5d_and_4d_layouts_agree(factory: Factory, num_frames: int, height: int, width: int) -> None:
+    block = _randomize(factory(num_frames=num_frames))
+    clips = torch.randn(2, num_frames, CHANNELS, height, width)
+    out5 = block(clips)
+    out4 = block(rearrange(clips, "b t c h w -> (b t) c h w"))
+    assert out5.shape == clips.shape
+    torch.testing.assert_close(rearrange(out5, "b t c h w -> (b t) c h w"), out4)
+
+
+def test_5d_input_takes_num_frames_from_the_tensor(factory: Factory) -> None:
+    block = _randomize(factory(num_frames=2))
+    clips = torch.randn(2, 5, CHANNELS, 3, 2)
+    out = block(clips)
+    block.num_frames = 5
+    torch.testing.assert_close(out, rearrange(block(rearrange(clips, "b t c h w -> (b t) c h w")),
+                                              "(b t) c h w -> b t c h w", t=5))
+
+
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_clips_are_independent(factory: Factory, return_maps: bool) -> None:
+    torch.manual_seed(0)
+    block = _randomize(factory(num_frames=3))
+    clips = torch.randn(3, 3, CHANNELS, 4, 2)
+    changed = clips.clone()
+    changed[1] = torch.randn_like(changed[1]) * 5
+    out, out_changed = (block(c, return_maps=True)[0] if return_maps else block(c) for c in (clips, changed))
+    torch.testing.assert_close(out[[0, 2]], out_changed[[0, 2]])
+    assert not torch.allclose(out[1], out_changed[1])
+
+
+def test_identity_at_init_and_trainable_from_it(factory: Factory) -> None:
+    torch.manual_seed(0)
+    block = factory(num_frames=4)
+    x = torch.randn(8, CHANNELS, 4, 3)
+    assert torch.equal(block(x), x)
+    target = torch.randn_like(x)
+    optimizer = torch.optim.SGD(block.parameters(), lr=0.1)
+    losses = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = (block(x) - target).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert not torch.allclose(block(x), x)
+    # after the first steps every parameter receives gradient (nothing is stuck behind a zero)
+    block.zero_grad()
+    (block(x) - target).pow(2).mean().backward()
+    stuck = [n for n, p in block.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not stuck
+
+
+def test_zero_init_false_is_not_identity(factory: Factory) -> None:
+    block = factory(num_frames=2, zero_init=False)
+    x = torch.randn(4, CHANNELS, 3, 3)
+    assert not torch.allclose(block(x), x)
+
+
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_gradcheck_float64(factory: Factory, return_maps: bool) -> None:
+    torch.manual_seed(0)
+    block = _randomize(factory(num_frames=2)).double()
+    x = torch.randn(4, CHANNELS, 2, 2, dtype=torch.float64, requires_grad=True)
+
+    def fn(inp: torch.Tensor) -> torch.Tensor:
+        return block(inp, return_maps=True)[0] if return_maps else block(inp)
+
+    assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((2, CHANNELS, 3), r"got a 3-D tensor of shape \(2, 16, 3\)"),
+        ((1, 2, 2, CHANNELS, 3, 3), "got a 6-D tensor"),
+        ((5, CHANNELS, 3, 3), "batch of 5 frames, which is not divisible by num_frames=2"),
+        ((4, CHANNELS + 1, 3, 3), "got 17 channels"),
+        ((2, 2, CHANNELS + 1, 3, 3), "got 17 channels"),
+        ((2, 0, CHANNELS, 3, 3), "T = 0"),
+    ],
+)
+def test_bad_input_names_the_expected_layout(factory: Factory, shape: tuple[int, ...], match: str) -> None:
+    block = factory(num_frames=2)
+    with pytest.raises(ValueError, match=match) as info:
+        block(torch.randn(shape))
+    assert "(B*T, C=16, H, W)" in str(info.value) and "(B, T, C=16, H, W)" in str(info.value)
+
+
+@pytest.mark.parametrize("num_frames", [0, -1, 2.0, True])
+def test_bad_num_frames(factory: Factory, num_frames: object) -> None:
+    with pytest.raises(ValueError, match="num_frames must be an int >= 1"):
+        factory(num_frames=num_frames)
+    block = factory(num_frames=2)
+    with pytest.raises(ValueError, match=f"got {num_frames!r}"):
+        block.num_frames = num_frames
+
+
+@pytest.mark.parametrize("dtype, magnitude", [(torch.float32, 300.0), (torch.bfloat16, 300.0), (torch.float16, 30.0)])
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_large_magnitude_features_stay_finite(
+    factory: Factory, dtype: torch.dtype, magnitude: float, return_maps: bool
+) -> None:
+    """Logits X_i X1^T reach ~1e5 at magnitude 300: an unstabilized softmax would give inf/nan.
+
+    fp16 gets smaller features because BME's products phi * psi of 300-sized features exceed fp16's range
+    by themselves; test_mae.py checks MAE under fp16 with logits beyond fp16's range.
+    """
+    torch.manual_seed(0)
+    block = _randomize(factory(num_frames=2, zero_init=False))
+    x = torch.randn(4, CHANNELS, 4, 4) * magnitude
+    with nullcontext() if dtype == torch.float32 else torch.autocast("cpu", dtype=dtype):
+        out = block(x, return_maps=True)[0] if return_maps else block(x)
+    assert torch.isfinite(out).all()
