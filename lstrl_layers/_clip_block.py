@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Union, overload
 
-import torch
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -81,4 +80,3 @@ class _ClipBlock(nn.Module):
         if x.ndim == 5:
             out = rearrange(out, "(b t) c h w -> b t c h w", t=num_frames)
         return (out, maps) if return_maps else out
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from torch import Tensor
 
@@ -42,8 +42,8 @@ class LSTRLBlock(_ClipBlock):
         mae: bool = True,
         bme: bool = True,
         zero_init: bool = True,
-        mae_kwargs: Optional[Mapping[str, Any]] = None,
-        bme_kwargs: Optional[Mapping[str, Any]] = None,
+        mae_kwargs: Mapping[str, Any] | None = None,
+        bme_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if not (mae or bme):
             raise ValueError("LSTRLBlock needs at least one branch, got mae=False and bme=False")

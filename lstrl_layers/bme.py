@@ -87,7 +87,11 @@ class BME(_ClipBlock):
         if channels // reduction < 1:
             raise ValueError(f"reduction must be <= channels ({channels}), got {reduction!r}")
         directions = (directions,) if isinstance(directions, str) else tuple(directions)
-        if not directions or len(set(directions)) != len(directions) or not set(directions) <= set(_DIRECTIONS):
+        if (
+            not directions
+            or len(set(directions)) != len(directions)
+            or not set(directions) <= set(_DIRECTIONS)
+        ):
             raise ValueError(
                 "directions must be a non-empty subset of ('forward', 'backward') without repeats, "
                 f"got {directions!r}"
@@ -118,7 +122,8 @@ class BME(_ClipBlock):
         else:
             query = self.phi(frames)  # φ(F_t), local-to-local variant
         query = rearrange(query, "(b t) c h w -> b t c h w", t=num_frames)
-        local = rearrange(self.psi(frames), "(b t) c h w -> b t c h w", t=num_frames)  # ψ(F_t), once per frame
+        psi = self.psi(frames)  # ψ(F_t), once per frame; the neighbours below are shifts of it
+        local = rearrange(psi, "(b t) c h w -> b t c h w", t=num_frames)
         motions = {  # Mf = φ(F_t^g) ⊙ ψ(F_{t+1}) (Eq. 4), Mb = φ(F_t^g) ⊙ ψ(F_{t-1}) (Eq. 5)
             name: query * _neighbours(local, offset, self.edge)
             for name, offset in (_DIRECTIONS[d] for d in self.directions)

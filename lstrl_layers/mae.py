@@ -39,7 +39,8 @@ class MAE(_ClipBlock):
         num_frames: ``T``, frames per clip for ``(B*T, C, H, W)`` inputs. A plain attribute: it may be changed
             between calls (e.g. longer clips at test time). 5-D inputs carry their own ``T``.
         reduction: :math:`\omega_1` reduces ``C`` to ``C // reduction`` channels (paper: 4).
-        granularities: which of :math:`A_1..A_4` to compute and concatenate (paper: all four; Table 4 drops one).
+        granularities: which of :math:`A_1..A_4` to compute and concatenate (paper: all four;
+            Table 4 drops one).
             :math:`\omega_2` maps ``len(granularities) * (C // reduction)`` channels back to ``C``.
         scale: factor applied to the logits :math:`X_i X_1^\top` before the softmax. The paper has no scaling
             (``1.0``, the default); ``(C // reduction) ** -0.5`` gives the usual scaled dot product.
@@ -73,11 +74,14 @@ class MAE(_ClipBlock):
         if channels // reduction < 1:
             raise ValueError(f"reduction must be <= channels ({channels}), got {reduction!r}")
         granularities = tuple(granularities)
-        if not granularities or len(set(granularities)) != len(granularities) or not set(granularities) <= {
-            1, 2, 3, 4
-        }:
+        if (
+            not granularities
+            or len(set(granularities)) != len(granularities)
+            or not set(granularities) <= {1, 2, 3, 4}
+        ):
             raise ValueError(
-                f"granularities must be a non-empty subset of (1, 2, 3, 4) without repeats, got {granularities!r}"
+                "granularities must be a non-empty subset of (1, 2, 3, 4) without repeats, "
+                f"got {granularities!r}"
             )
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
             raise ValueError(f"scale must be a positive float, got {scale!r}")
@@ -111,7 +115,8 @@ class MAE(_ClipBlock):
             attended, maps = self._attend_materialized(queries, x1)
         else:
             attended, maps = self._attend_fused(queries, x1), {}
-        appearances = [repeat(attended[i], _EXTEND[i], **sizes) for i in self.granularities]  # A_i = E(D^i X1)
+        # A_i = E(D^i X1), Eq. 2
+        appearances = [repeat(attended[i], _EXTEND[i], **sizes) for i in self.granularities]
         return self.omega2(torch.cat(appearances, dim=1)), maps  # F^a = ω2([A1, A2, A3, A4])
 
     def _attend_fused(self, queries: dict[int, Tensor], x1: Tensor) -> dict[int, Tensor]:

@@ -49,8 +49,9 @@ def test_5d_input_takes_num_frames_from_the_tensor(factory: Factory) -> None:
     clips = torch.randn(2, 5, CHANNELS, 3, 2)
     out = block(clips)
     block.num_frames = 5
-    torch.testing.assert_close(out, rearrange(block(rearrange(clips, "b t c h w -> (b t) c h w")),
-                                              "(b t) c h w -> b t c h w", t=5))
+    torch.testing.assert_close(
+        out, rearrange(block(rearrange(clips, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", t=5)
+    )
 
 
 @pytest.mark.parametrize("return_maps", [False, True])
@@ -133,7 +134,9 @@ def test_bad_num_frames(factory: Factory, num_frames: object) -> None:
         block.num_frames = num_frames
 
 
-@pytest.mark.parametrize("dtype, magnitude", [(torch.float32, 300.0), (torch.bfloat16, 300.0), (torch.float16, 30.0)])
+@pytest.mark.parametrize(
+    "dtype, magnitude", [(torch.float32, 300.0), (torch.bfloat16, 300.0), (torch.float16, 30.0)]
+)
 @pytest.mark.parametrize("return_maps", [False, True])
 def test_large_magnitude_features_stay_finite(
     factory: Factory, dtype: torch.dtype, magnitude: float, return_maps: bool

@@ -1,0 +1,55 @@
+"""LSTRLBlock: the paper's Fig. 2 composition x + F^a(x) + F^m(x)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstrl_layers import BME, MAE, LSTRLBlock
+
+
+def test_block_is_x_plus_both_branches_on_the_same_input() -> None:
+    torch.manual_seed(0)
+    block = LSTRLBlock(
+        16, 3, zero_init=False, mae_kwargs=dict(granularities=(1, 4)), bme_kwargs=dict(edge="replicate")
+    )
+    mae = MAE(16, 3, granularities=(1, 4))
+    bme = BME(16, 3, edge="replicate", zero_init=False)
+    mae.load_state_dict(block.mae.state_dict())
+    bme.load_state_dict(block.bme.state_dict())
+    x = torch.randn(6, 16, 3, 2)
+    out, maps = block(x, return_maps=True)
+    torch.testing.assert_close(out, x + (mae(x) - x) + (bme(x) - x))
+    assert sorted(maps) == ["D1", "D4", "Mb", "Mf"]
+
+
+@pytest.mark.parametrize("mae, bme", [(True, False), (False, True)])
+def test_single_branch_block_equals_that_branch(mae: bool, bme: bool) -> None:
+    torch.manual_seed(0)
+    block = LSTRLBlock(16, 2, mae=mae, bme=bme, zero_init=False)
+    alone = MAE(16, 2) if mae else BME(16, 2, zero_init=False)
+    alone.load_state_dict((block.mae or block.bme).state_dict())
+    assert (block.mae is None) != (block.bme is None)
+    x = torch.randn(2, 2, 16, 3, 3)
+    torch.testing.assert_close(block(x), alone(x))
+
+
+def test_num_frames_reaches_both_branches() -> None:
+    block = LSTRLBlock(16, 8)
+    block.num_frames = 16
+    assert (block.num_frames, block.mae.num_frames, block.bme.num_frames) == (16, 16, 16)
+    assert block(torch.randn(32, 16, 2, 2)).shape == (32, 16, 2, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mae=False, bme=False), "at least one branch"),
+        (dict(mae=False, mae_kwargs=dict(reduction=2)), r"mae_kwargs=\{'reduction': 2\} given but mae=False"),
+        (dict(mae_kwargs=dict(granularities=(5,))), r"granularities .* got \(5,\)"),
+        (dict(bme_kwargs=dict(edge="wrap")), "edge must be one of"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LSTRLBlock(16, 2, **kwargs)

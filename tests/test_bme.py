@@ -1,0 +1,146 @@
+"""BME against the paper's Eq. 4-6 computed literally (two psi passes), and its own properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstrl_layers import BME
+
+
+def _randomized(bme: BME) -> BME:
+    with torch.no_grad():
+        for p in bme.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return bme
+
+
+def _conv1x1(conv: torch.nn.Conv2d, feature: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv on one (C, H, W) map, written as a matrix product."""
+    return torch.einsum("oc,chw->ohw", conv.weight[:, :, 0, 0], feature) + conv.bias[:, None, None]
+
+
+def _literal_bme(bme: BME, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One clip (T, C, H, W) through Eq. 4-6 frame by frame, psi run on each neighbour separately."""
+    num_frames = clip.shape[0]
+    outputs, maps = [], {"Mf": [], "Mb": []}
+    for t in range(num_frames):
+        frame = clip[t]
+        query_input = frame.mean((1, 2), keepdim=True) if bme.mode == "global" else frame  # F_t^g or F_t
+        query = _conv1x1(bme.phi, query_input)
+        motions = []
+        for name, direction, neighbour in (("Mf", "forward", t + 1), ("Mb", "backward", t - 1)):
+            if direction not in bme.directions:
+                continue
+            if 0 <= neighbour < num_frames:
+                motion = query * _conv1x1(bme.psi, clip[neighbour])  # Eq. 4 / Eq. 5
+            elif bme.edge == "replicate":
+                motion = query * _conv1x1(bme.psi, frame)
+            else:
+                motion = torch.zeros_like(_conv1x1(bme.psi, frame))
+            maps[name].append(motion)
+            motions.append(motion)
+        f_m = torch.relu(_conv1x1(bme.upsilon, torch.cat(motions)))  # Eq. 6
+        if bme.gamma is not None:
+            f_m = f_m * bme.gamma[:, None, None]
+        outputs.append(frame + f_m)
+    return torch.stack(outputs), {k: torch.stack(v) for k, v in maps.items() if v}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(edge="replicate"),
+        dict(directions=("forward",)),
+        dict(directions="backward", edge="replicate"),
+        dict(mode="local"),
+        dict(zero_init=False, reduction=4),
+    ],
+)
+@pytest.mark.parametrize("num_frames", [1, 2, 4])
+def test_matches_the_equations_with_two_psi_passes(kwargs: dict, num_frames: int) -> None:
+    torch.manual_seed(0)
+    bme = _randomized(BME(8, num_frames, **kwargs)).double()
+    clips = torch.randn(2, num_frames, 8, 3, 2, dtype=torch.float64)
+    with torch.no_grad():
+        out, maps = bme(clips, return_maps=True)
+        expected = [_literal_bme(bme, clip) for clip in clips]
+    torch.testing.assert_close(out, torch.stack([e[0] for e in expected]))
+    assert sorted(maps) == sorted(expected[0][1])
+    for name in maps:
+        torch.testing.assert_close(maps[name], torch.stack([e[1][name] for e in expected]))
+
+
+def test_psi_runs_once_per_frame() -> None:
+    bme = BME(8, 4)
+    calls: list[int] = []
+    bme.psi.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    bme(torch.randn(3 * 4, 8, 2, 2))
+    assert calls == [12]
+
+
+@pytest.mark.parametrize("edge", ["zero", "replicate"])
+def test_output_at_frame_t_depends_only_on_frames_t_minus_1_to_t_plus_1(edge: str) -> None:
+    torch.manual_seed(0)
+    bme = _randomized(BME(8, 6, edge=edge))
+    clips = torch.randn(1, 6, 8, 3, 2)
+    for changed_frame in range(6):
+        changed = clips.clone()
+        changed[:, changed_frame] += torch.randn_like(changed[:, changed_frame]) * 3
+        moved = (bme(changed) - bme(clips)).abs().amax(dim=(0, 2, 3, 4)) > 1e-6
+        assert moved.nonzero().flatten().tolist() == [t for t in range(6) if abs(t - changed_frame) <= 1], (
+            f"changing frame {changed_frame}"
+        )
+
+
+def test_zero_edge_has_no_motion_past_the_clip_ends() -> None:
+    torch.manual_seed(0)
+    _, maps = _randomized(BME(8, 3))(torch.randn(2, 3, 8, 2, 2), return_maps=True)
+    assert maps["Mb"][:, 0].eq(0).all() and maps["Mf"][:, -1].eq(0).all()
+    assert maps["Mb"][:, 1:].ne(0).any() and maps["Mf"][:, :-1].ne(0).any()
+
+
+def test_local_and_global_modes_agree_on_1x1_maps_and_differ_otherwise() -> None:
+    torch.manual_seed(0)
+    global_bme = _randomized(BME(8, 3))
+    local_bme = BME(8, 3, mode="local")
+    local_bme.load_state_dict(global_bme.state_dict())
+    one_pixel = torch.randn(2, 3, 8, 1, 1)
+    torch.testing.assert_close(local_bme(one_pixel), global_bme(one_pixel))
+    maps_input = torch.randn(2, 3, 8, 3, 2)
+    assert not torch.allclose(local_bme(maps_input), global_bme(maps_input))
+
+
+def test_single_direction_halves_upsilon_input() -> None:
+    bme = BME(16, 2, directions=("backward",))
+    assert bme.upsilon.in_channels == 8 and bme.directions == ("backward",)
+    _, maps = bme(torch.randn(4, 16, 2, 2), return_maps=True)
+    assert list(maps) == ["Mb"] and maps["Mb"].shape == (2, 2, 8, 2, 2)
+
+
+def test_parameter_counts_of_table_3() -> None:
+    """Two MAEs + two BMEs at layer2/layer3 add 4.27M (24.79M -> 29.06M); BME alone 2.62M."""
+    bme_paper = sum(p.numel() for c in (512, 1024) for p in BME(c, 8, zero_init=False).parameters())
+    assert bme_paper == sum(2 * (c * c // 2 + c // 2) + c * c + c for c in (512, 1024)) == 2_624_512
+    assert bme_paper + 1_640_320 == 4_264_832  # + the two MAEs of test_mae.py
+    bme_gated = sum(p.numel() for c in (512, 1024) for p in BME(c, 8).parameters())
+    assert bme_gated == bme_paper + 512 + 1024  # the zero-init gamma
+    for added in (bme_paper, bme_gated):
+        assert round((24_792_128 + 1_640_320 + added) / 1e6, 2) == 29.06
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(directions=()), "directions must be a non-empty subset"),
+        (dict(directions=("forward", "forward")), r"got \('forward', 'forward'\)"),
+        (dict(directions=("left",)), r"got \('left',\)"),
+        (dict(mode="pixel"), r"mode must be one of \('global', 'local'\), got 'pixel'"),
+        (dict(edge="circular"), r"edge must be one of \('zero', 'replicate'\), got 'circular'"),
+        (dict(reduction=-2), "reduction must be an int >= 1, got -2"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BME(16, 2, **kwargs)

@@ -1,0 +1,150 @@
+"""MAE against the paper's Eq. 1-3, written out naively, and its own properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from einops import rearrange
+
+from lstrl_layers import MAE
+
+
+def _randomized(mae: MAE) -> MAE:
+    with torch.no_grad():
+        for p in mae.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return mae
+
+
+def _naive_mae(mae: MAE, clip: torch.Tensor) -> torch.Tensor:
+    """One clip (T, C, H, W) through Eq. 1-3, position by position, no shared code with the module."""
+    num_frames, _, height, width = clip.shape
+    w1, b1 = mae.omega1.weight[:, :, 0, 0], mae.omega1.bias
+    w2, b2 = mae.omega2.weight[:, :, 0, 0], mae.omega2.bias
+    positions = [(t, h, w) for t in range(num_frames) for h in range(height) for w in range(width)]
+    x1 = torch.stack([w1 @ clip[t, :, h, w] + b1 for t, h, w in positions])  # (THW, C/4), rows (t h w)
+    spatial = [(h, w) for h in range(height) for w in range(width)]
+    x2 = torch.stack(
+        [x1[[positions.index((t, h, w)) for t in range(num_frames)]].mean(0) for h, w in spatial]
+    )
+    x3 = torch.stack(
+        [x1[[positions.index((t, h, w)) for h, w in spatial]].mean(0) for t in range(num_frames)]
+    )
+    x4 = x1.mean(0, keepdim=True)
+    rows = {}
+    for i, x_i in zip((1, 2, 3, 4), (x1, x2, x3, x4)):
+        rows[i] = torch.softmax(mae.scale * x_i @ x1.T, dim=1) @ x1  # D^i X1
+    out = torch.empty_like(clip)
+    for n, (t, h, w) in enumerate(positions):
+        extended = {1: rows[1][n], 2: rows[2][spatial.index((h, w))], 3: rows[3][t], 4: rows[4][0]}  # E(.)
+        features = torch.cat([extended[i] for i in mae.granularities])
+        out[t, :, h, w] = clip[t, :, h, w] + w2 @ features + b2
+    return out
+
+
+@pytest.mark.parametrize(
+    "num_frames, height, width, granularities, scale",
+    [
+        (3, 2, 2, (1, 2, 3, 4), 1.0),
+        (2, 3, 1, (2, 4), 0.5),
+        (1, 1, 1, (1, 3), 1.0),
+    ],
+)
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_matches_the_equations_written_out(
+    num_frames: int, height: int, width: int, granularities: tuple[int, ...], scale: float, return_maps: bool
+) -> None:
+    torch.manual_seed(0)
+    mae = _randomized(MAE(8, num_frames, granularities=granularities, scale=scale)).double()
+    clips = torch.randn(2, num_frames, 8, height, width, dtype=torch.float64)
+    with torch.no_grad():
+        out = mae(clips, return_maps=True)[0] if return_maps else mae(clips)
+        expected = torch.stack([_naive_mae(mae, clip) for clip in clips])
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("granularities", [(1, 2, 3, 4), (1,), (2, 3), (4,)])
+@pytest.mark.parametrize("num_frames, height, width", [(1, 1, 1), (2, 3, 2), (4, 8, 4)])
+def test_efficient_path_equals_maps_path_fp32(
+    granularities: tuple[int, ...], num_frames: int, height: int, width: int
+) -> None:
+    torch.manual_seed(0)
+    mae = _randomized(MAE(32, num_frames, granularities=granularities))
+    x = torch.randn(3 * num_frames, 32, height, width)
+    y_maps, maps = mae(x, return_maps=True)
+    torch.testing.assert_close(mae(x), y_maps, rtol=0, atol=1e-5)
+    assert sorted(maps) == [f"D{i}" for i in granularities]
+
+
+def test_maps_shapes_rows_and_granularity_relations() -> None:
+    torch.manual_seed(0)
+    mae = _randomized(MAE(16, 3))
+    _, maps = mae(torch.randn(2, 3, 16, 4, 2), return_maps=True)
+    thw, hw = 3 * 4 * 2, 4 * 2
+    assert {k: tuple(v.shape) for k, v in maps.items()} == {
+        "D1": (2, thw, thw),
+        "D2": (2, hw, thw),
+        "D3": (2, 3, thw),
+        "D4": (2, 1, thw),
+    }
+    for d in maps.values():
+        torch.testing.assert_close(d.sum(-1), torch.ones(d.shape[:-1]))
+        assert (d >= 0).all()
+    # with one frame the temporal average X2 is X1 itself, and with 1x1 maps the spatial average X3 is X1
+    _, one_frame = mae(torch.randn(2, 1, 16, 4, 2), return_maps=True)
+    torch.testing.assert_close(one_frame["D2"], one_frame["D1"])
+    _, one_pixel = mae(torch.randn(2, 3, 16, 1, 1), return_maps=True)
+    torch.testing.assert_close(one_pixel["D3"], one_pixel["D1"])
+
+
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_equivariant_to_permuting_frames_within_a_clip(return_maps: bool) -> None:
+    torch.manual_seed(0)
+    mae = _randomized(MAE(16, 5))
+    clips = torch.randn(2, 5, 16, 3, 2)
+    order = torch.tensor([3, 0, 4, 1, 2])
+    run = (lambda x: mae(x, return_maps=True)[0]) if return_maps else mae
+    torch.testing.assert_close(run(clips[:, order]), run(clips)[:, order], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_fp16_autocast_with_logits_beyond_fp16_range(return_maps: bool) -> None:
+    """X1 holds +-200 in 4 channels: the logits X1 X1^T reach 160000 > 65504, the fp16 maximum."""
+    torch.manual_seed(0)
+    mae = _randomized(MAE(16, 2))
+    with torch.no_grad():
+        mae.omega1.weight.zero_()
+        mae.omega1.bias.zero_()
+        mae.omega1.weight[:, :4, 0, 0] = torch.eye(4)  # X1 = the first 4 input channels
+    x = torch.randn(4, 16, 3, 3).sign() * 200
+    x1 = rearrange(x[:, :4], "(b t) c h w -> b (t h w) c", t=2)
+    assert (x1 @ x1.transpose(1, 2)).max() > torch.finfo(torch.float16).max
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = mae(x, return_maps=True)[0] if return_maps else mae(x)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), mae(x), rtol=1e-2, atol=1e-2 * mae(x).abs().max().item())
+
+
+def test_parameter_counts_of_table_3() -> None:
+    """Two MAEs after resnet50's layer2 (512 ch) and layer3 (1024 ch): 24.79M -> 26.43M, i.e. +1.64M."""
+    added = sum(p.numel() for c in (512, 1024) for p in MAE(c, 8).parameters())
+    assert added == sum(c * c // 4 + c // 4 + c * c + c for c in (512, 1024)) == 1_640_320
+    assert round((24_792_128 + added) / 1e6, 2) == 26.43
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(granularities=()), "granularities must be a non-empty subset"),
+        (dict(granularities=(1, 1)), r"got \(1, 1\)"),
+        (dict(granularities=(0, 5)), r"got \(0, 5\)"),
+        (dict(reduction=0), "reduction must be an int >= 1, got 0"),
+        (dict(reduction=32), "reduction must be <= channels"),
+        (dict(scale=0.0), "scale must be a positive float, got 0.0"),
+        (dict(channels=0), "channels must be an int >= 1, got 0"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    arguments = dict(channels=16, num_frames=2) | kwargs
+    with pytest.raises(ValueError, match=match):
+        MAE(**arguments)
