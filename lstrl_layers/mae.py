@@ -91,8 +91,8 @@ class MAE(_ClipBlock):
         self.omega1 = nn.Conv2d(channels, reduced, kernel_size=1)  # ω1: C -> C/4
         self.omega2 = nn.Conv2d(len(self.granularities) * reduced, channels, kernel_size=1)  # ω2: [A_i] -> C
         if zero_init:
-            nn.init.zeros_(self.omega2.weight)
-            nn.init.zeros_(self.omega2.bias)
+            for param in self.omega2.parameters():  # weight and bias
+                nn.init.zeros_(param)
 
     def extra_repr(self) -> str:
         return (

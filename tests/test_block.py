@@ -53,3 +53,12 @@ def test_num_frames_reaches_both_branches() -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LSTRLBlock(16, 2, **kwargs)
+
+
+def test_drops_into_nn_sequential_after_a_stage() -> None:
+    stage = torch.nn.Conv2d(3, 16, kernel_size=3, padding=1)
+    model = torch.nn.Sequential(stage, MAE(16, 4), BME(16, 4), LSTRLBlock(16, 4))
+    frames = torch.randn(8, 3, 6, 4)
+    torch.testing.assert_close(model(frames), stage(frames))  # identity at init
+    model(frames).sum().backward()
+    assert stage.weight.grad is not None
