@@ -2,7 +2,9 @@
 
 from .block import LSTRLBlock
 from .bme import BME
+from .inject import inject_lstrl, set_num_frames
 from .mae import MAE
+from .reid_net import VideoReIDNet
 
-__all__ = ["BME", "MAE", "LSTRLBlock"]
+__all__ = ["BME", "MAE", "LSTRLBlock", "VideoReIDNet", "inject_lstrl", "set_num_frames"]
 __version__ = "0.1.0"

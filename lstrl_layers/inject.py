@@ -1,0 +1,241 @@
+"""Insert LSTRL blocks into a timm CNN at the stages its ``feature_info`` names, without renaming anything."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+
+from ._clip_block import _check_positive_int, _ClipBlock
+from .block import LSTRLBlock
+
+Stage = Union[int, str]
+
+BLOCKS_ATTR = "lstrl"  # the one attribute inject_lstrl adds to a model: a ModuleDict of the injected blocks
+
+
+class _InjectedBlocks(nn.ModuleDict):
+    """Holds the injected blocks (``model.lstrl[<stage key>]``); they run from hooks on their stages.
+
+    It is an identity if called, because timm's ``features_only`` wrappers (and ``nn.Sequential`` roots) call
+    every child of the root in order; the blocks themselves run from the hooks, never from here.
+    """
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
+class _StageHook:
+    """Forward (or forward-pre) hook that runs ``block`` on a stage's output (or input).
+
+    A callable object rather than a closure, so that ``copy.deepcopy`` (e.g. timm's ``ModelEmaV3``) and
+    pickling of the model re-point the hook at the copied block.
+    """
+
+    def __init__(self, block: LSTRLBlock, pre: bool) -> None:
+        self.block = block
+        self.pre = pre
+
+    def __call__(self, module: nn.Module, inputs: tuple[Any, ...], *output: Any) -> Any:
+        if self.pre:
+            return (self.block(inputs[0]), *inputs[1:])
+        return self.block(output[0])
+
+
+def _feature_dicts(model: nn.Module) -> list[dict[str, Any]]:
+    """A timm model's ``feature_info`` (a list, or ``features_only``'s ``FeatureInfo``) as a list of dicts."""
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        raise ValueError(
+            f"inject_lstrl needs a timm model with `feature_info` (stage names and channels); "
+            f"{type(model).__name__} has none"
+        )
+    dicts = info.info if hasattr(info, "info") else info  # features_only: timm FeatureInfo, all stages
+    if not isinstance(dicts, (list, tuple)) or not all(
+        isinstance(d, Mapping) and "module" in d for d in dicts
+    ):
+        raise ValueError(f"{type(model).__name__}.feature_info is not a list of stage dicts: {info!r}")
+    return [dict(d) for d in dicts]
+
+
+def _stage_key(module_name: str) -> str:
+    return module_name.replace(".", "_")  # ModuleDict keys cannot hold dots
+
+
+def _resolve_stage(
+    model: nn.Module, stage: Stage, dicts: list[dict[str, Any]]
+) -> tuple[str, nn.Module, bool]:
+    """Map a stage index or name to (feature_info module name, the module to hook, whether pre-hook)."""
+    names = [d["module"] for d in dicts]
+    valid = ", ".join(f"{i}={n!r}" for i, n in enumerate(names))
+    if isinstance(stage, bool) or not isinstance(stage, (int, str)):
+        raise ValueError(
+            f"stages must hold ints or str, got {stage!r} ({type(stage).__name__}); valid: {valid}"
+        )
+    if isinstance(stage, int):
+        if not 0 <= stage < len(names):
+            raise ValueError(f"stage index {stage} does not exist in {type(model).__name__}; valid: {valid}")
+        index = stage
+    elif stage in names:
+        index = names.index(stage)
+    else:
+        raise ValueError(f"stage {stage!r} does not exist in {type(model).__name__}; valid: {valid}")
+    name = names[index]
+    # features_only models flatten the first level of nn.Sequential containers into their own children
+    # ("stages.1" -> "stages_1"); look for the module under both names.
+    for candidate in dict.fromkeys((name, name.replace(".", "_", 1))):
+        try:
+            module = model.get_submodule(candidate)
+        except AttributeError:
+            continue
+        return name, module, dicts[index].get("hook_type", "forward") == "forward_pre"
+    raise ValueError(
+        f"stage {stage!r} ({name!r}) is listed in feature_info but not present in this "
+        f"{type(model).__name__} (a features_only model keeps only the stages up to its last out_index)"
+    )
+
+
+def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module, bool]]) -> dict[str, Any]:
+    """Run one dummy frame through ``model`` and return what each target stage feeds its block."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    input_size = tuple(cfg.get("input_size", (3, 224, 224)))
+    param = next(model.parameters(), None)
+    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    captured: dict[str, Any] = {}
+    handles = []
+    for name, (module, pre) in targets.items():
+
+        def capture(_module: nn.Module, *args: Any, _name: str = name, _pre: bool = pre) -> None:
+            captured[_name] = args[0][0] if _pre else args[1]
+
+        hook = module.register_forward_pre_hook(capture) if pre else module.register_forward_hook(capture)
+        handles.append(hook)
+    was_training = model.training
+    try:
+        model.eval()  # no BatchNorm statistics updates from the dummy input
+        with torch.no_grad():
+            model(torch.zeros((1, *input_size), device=device, dtype=dtype))
+    except Exception as err:  # the model itself failed: say so with the probe's input
+        raise ValueError(
+            f"inject_lstrl runs one dummy frame of size {input_size} (from pretrained_cfg['input_size']) "
+            f"through {type(model).__name__} to find each stage's output, and the model failed: {err}"
+        ) from err
+    finally:
+        model.train(was_training)
+        for hook in handles:
+            hook.remove()
+    return captured
+
+
+def inject_lstrl(
+    model: nn.Module,
+    stages: Sequence[Stage],
+    num_frames: int = 8,
+    mae: bool = True,
+    bme: bool = True,
+    zero_init: bool = True,
+    mae_kwargs: Mapping[str, Any] | None = None,
+    bme_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Insert an :class:`LSTRLBlock` after each of ``stages`` of a timm CNN, in place.
+
+    Each block runs on the stage's output, at the place timm's ``feature_info`` points to (the tensor a
+    ``features_only`` model returns for that stage; a forward-pre hook where ``feature_info`` says
+    ``hook_type="forward_pre"``). Nothing in the model is renamed or replaced: the blocks live in one new
+    attribute, ``model.lstrl`` (keyed by the stage's module name with ``.`` as ``_``), and run from forward
+    hooks. A checkpoint of the plain model therefore loads with ``strict=False`` with only the blocks' keys
+    missing, and, with ``zero_init`` (default), the injected model computes exactly what the plain one did
+    until training moves the blocks.
+
+    The model then expects frames ``(B*T, C, H, W)`` with the ``T = num_frames`` frames of each clip
+    contiguous; change ``T`` later with :func:`set_num_frames`.
+
+    Args:
+        model: a timm model with ``feature_info`` (plain or ``features_only=True``).
+        stages: indices into ``feature_info`` (timm's ``out_indices``; resnet50: ``2`` is ``layer2``) or the
+            module names it lists (``"layer2"``).
+        num_frames: ``T``, frames per clip.
+        mae: include the :class:`MAE` branch.
+        bme: include the :class:`BME` branch.
+        zero_init: identity at injection (see the blocks).
+        mae_kwargs: further :class:`MAE` arguments (``reduction``, ``granularities``, ``scale``).
+        bme_kwargs: further :class:`BME` arguments (``reduction``, ``directions``, ``mode``, ``edge``, ...).
+
+    Returns:
+        ``model``, with the blocks injected.
+
+    Raises:
+        ValueError: a stage that does not exist (the message lists the valid ones), a stage injected twice, a
+            model without ``feature_info``, or a stage whose output is not one ``(N, C, H, W)`` map (token
+            sequences, lists): checked at injection by running one dummy frame through the model.
+
+    Example:
+        >>> model = inject_lstrl(timm.create_model("resnet50"), stages=[2, 3], num_frames=8)
+        >>> model.forward_features(torch.randn(2 * 8, 3, 256, 128)).shape
+        torch.Size([16, 2048, 8, 4])
+    """
+    _check_positive_int("num_frames", num_frames)
+    if not (mae or bme):
+        raise ValueError("inject_lstrl needs at least one branch, got mae=False and bme=False")
+    if isinstance(stages, (int, str)) or not isinstance(stages, Sequence) or len(stages) == 0:
+        raise ValueError(f"stages must be a non-empty list of stage indices or names, got {stages!r}")
+    dicts = _feature_dicts(model)
+    injected = getattr(model, BLOCKS_ATTR, None)
+    if injected is not None and not isinstance(injected, _InjectedBlocks):
+        raise ValueError(f"{type(model).__name__} already has an attribute {BLOCKS_ATTR!r} that is not ours")
+    targets: dict[str, tuple[nn.Module, bool]] = {}
+    for stage in stages:
+        name, module, pre = _resolve_stage(model, stage, dicts)
+        if name in targets or (injected is not None and _stage_key(name) in injected):
+            raise ValueError(f"stage {stage!r} ({name!r}) is injected twice; stages={list(stages)!r}")
+        targets[name] = (module, pre)
+
+    outputs = _probe_stage_outputs(model, targets)
+    blocks: dict[str, LSTRLBlock] = {}
+    for name in targets:
+        out = outputs.get(name)
+        if not isinstance(out, Tensor) or out.ndim != 4:
+            got = (
+                f"a {out.ndim}-D tensor {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+            )
+            raise ValueError(
+                f"stage {name!r} of {type(model).__name__} does not give one (N, C, H, W) feature map "
+                f"(got {got}): LSTRL blocks need a CNN stage"
+            )
+        blocks[name] = LSTRLBlock(
+            out.shape[1], num_frames, mae=mae, bme=bme, zero_init=zero_init,
+            mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs,
+        ).to(device=out.device, dtype=out.dtype)  # fmt: skip
+
+    if injected is None:
+        injected = _InjectedBlocks()
+        setattr(model, BLOCKS_ATTR, injected)
+    for name, block in blocks.items():
+        module, pre = targets[name]
+        injected[_stage_key(name)] = block
+        hook = _StageHook(block, pre)
+        # prepend: run before any hook already there (timm's FeatureHookNet collects features with hooks)
+        if pre:
+            module.register_forward_pre_hook(hook, prepend=True)
+        else:
+            module.register_forward_hook(hook, prepend=True)
+    return model
+
+
+def set_num_frames(model: nn.Module, num_frames: int) -> nn.Module:
+    """Set ``T`` (frames per clip) on every LSTRL block in ``model``, e.g. for longer clips at test time.
+
+    Raises:
+        ValueError: ``num_frames < 1``, or ``model`` holds no LSTRL block.
+    """
+    _check_positive_int("num_frames", num_frames)
+    blocks = [m for m in model.modules() if isinstance(m, _ClipBlock)]
+    if not blocks:
+        raise ValueError(
+            f"{type(model).__name__} holds no LSTRL block (MAE, BME, LSTRLBlock) to set num_frames on"
+        )
+    for block in blocks:
+        block.num_frames = num_frames
+    return model
