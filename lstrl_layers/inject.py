@@ -64,6 +64,21 @@ def _stage_key(module_name: str) -> str:
     return module_name.replace(".", "_")  # ModuleDict keys cannot hold dots
 
 
+def _feature_location(model: nn.Module, index: int, name: str) -> str:
+    """The module whose output is feature ``index``, where timm's ``feature_info`` names no real module.
+
+    timm's HRNet lists ``"stem"``, ``"stage1"``.. but takes its features after ``act1`` and, for the later
+    ones, from each final branch after the head's channel-increase module (``incre_modules``): the maps with
+    ``feature_info``'s channel counts that a ``features_only`` HRNet returns.
+    """
+    if type(model).__name__ in ("HighResolutionNet", "HighResolutionNetFeatures"):
+        if index == 0:
+            return "act1"
+        if getattr(model, "incre_modules", None) is not None:
+            return f"incre_modules.{index - 1}"
+    return name
+
+
 def _resolve_stage(
     model: nn.Module, stage: Stage, dicts: list[dict[str, Any]]
 ) -> tuple[str, nn.Module, bool]:
@@ -83,9 +98,10 @@ def _resolve_stage(
     else:
         raise ValueError(f"stage {stage!r} does not exist in {type(model).__name__}; valid: {valid}")
     name = names[index]
+    location = _feature_location(model, index, name)
     # features_only models flatten the first level of nn.Sequential containers into their own children
     # ("stages.1" -> "stages_1"); look for the module under both names.
-    for candidate in dict.fromkeys((name, name.replace(".", "_", 1))):
+    for candidate in dict.fromkeys((location, location.replace(".", "_", 1))):
         try:
             module = model.get_submodule(candidate)
         except AttributeError:
@@ -97,12 +113,40 @@ def _resolve_stage(
     )
 
 
-def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module, bool]]) -> dict[str, Any]:
-    """Run one dummy frame through ``model`` and return what each target stage feeds its block."""
+def _run_dummy_frame(model: nn.Module, purpose: str) -> None:
+    """Run one zero frame of the model's default input size through ``model`` (eval mode, no grad).
+
+    Raises:
+        ValueError: the model fails on it; the message says what the run was for (``purpose``).
+    """
     cfg = getattr(model, "pretrained_cfg", None) or {}
     input_size = tuple(cfg.get("input_size", (3, 224, 224)))
+    patch_embed_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if patch_embed_size is not None:  # models built for another size (img_size=...) accept only that one
+        input_size = (input_size[0], *patch_embed_size)
     param = next(model.parameters(), None)
     device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    was_training = model.training
+    blocks = {m: m.num_frames for m in model.modules() if isinstance(m, _ClipBlock)}  # injected earlier
+    try:
+        model.eval()  # no BatchNorm statistics updates from the dummy input
+        for block in blocks:
+            block.num_frames = 1  # one frame is one clip
+        with torch.no_grad():
+            model(torch.zeros((1, *input_size), device=device, dtype=dtype))
+    except Exception as err:
+        raise ValueError(
+            f"one dummy frame of size {input_size} run through "
+            f"{type(model).__name__} {purpose} made the model fail: {type(err).__name__}: {err}"
+        ) from err
+    finally:
+        model.train(was_training)
+        for block, num_frames in blocks.items():
+            block.num_frames = num_frames
+
+
+def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module, bool]]) -> dict[str, Any]:
+    """Run one dummy frame through ``model`` and return what each target stage feeds its block."""
     captured: dict[str, Any] = {}
     handles = []
     for name, (module, pre) in targets.items():
@@ -112,18 +156,9 @@ def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module
 
         hook = module.register_forward_pre_hook(capture) if pre else module.register_forward_hook(capture)
         handles.append(hook)
-    was_training = model.training
     try:
-        model.eval()  # no BatchNorm statistics updates from the dummy input
-        with torch.no_grad():
-            model(torch.zeros((1, *input_size), device=device, dtype=dtype))
-    except Exception as err:  # the model itself failed: say so with the probe's input
-        raise ValueError(
-            f"inject_lstrl runs one dummy frame of size {input_size} (from pretrained_cfg['input_size']) "
-            f"through {type(model).__name__} to find each stage's output, and the model failed: {err}"
-        ) from err
+        _run_dummy_frame(model, "to find the output of each stage to inject")
     finally:
-        model.train(was_training)
         for hook in handles:
             hook.remove()
     return captured
@@ -203,6 +238,12 @@ def inject_lstrl(
             raise ValueError(
                 f"stage {name!r} of {type(model).__name__} does not give one (N, C, H, W) feature map "
                 f"(got {got}): LSTRL blocks need a CNN stage"
+            )
+        listed = next(d.get("num_chs") for d in dicts if d["module"] == name)
+        if listed is not None and out.shape[1] != listed and out.shape[-1] == listed:
+            raise ValueError(
+                f"stage {name!r} of {type(model).__name__} gives a channels-last (N, H, W, C) map "
+                f"{tuple(out.shape)} (C={listed} in feature_info): LSTRL blocks need (N, C, H, W)"
             )
         blocks[name] = LSTRLBlock(
             out.shape[1], num_frames, mae=mae, bme=bme, zero_init=zero_init,

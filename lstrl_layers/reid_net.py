@@ -10,7 +10,7 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from ._clip_block import _check_positive_int
-from .inject import Stage, _feature_dicts, _resolve_stage, inject_lstrl, set_num_frames
+from .inject import Stage, _feature_dicts, _resolve_stage, _run_dummy_frame, inject_lstrl, set_num_frames
 
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
 
@@ -19,11 +19,11 @@ def _set_last_stride_one(model: nn.Module) -> None:
     """Make the last ``feature_info`` stage keep its input resolution (the ReID "last stride = 1").
 
     The layers that run after the previous ``feature_info`` point and up to the end of the last stage are
-    searched (in registration order, which is execution order in timm's CNNs). Stride-2 convolutions among
-    them get stride 1 (same padding, no dilation, as in BoT's and LSTRL's ResNet-50); stride-2 pooling that
-    only downsamples (kernel == stride == 2, e.g. ResNet-D shortcuts, DenseNet transitions) becomes an
-    identity. Patchify convolutions (kernel == stride == 2, ConvNeXt) cannot keep their receptive field at
-    stride 1 and are refused.
+    searched (in registration order, which is execution order in timm's CNNs). Stride-2 convolutions and
+    pooling among them whose padding keeps the size at stride 1 get stride 1 (no dilation, as in BoT's and
+    LSTRL's ResNet-50); stride-2 pooling that only downsamples (kernel == stride == 2, e.g. ResNet-D
+    shortcuts, DenseNet transitions) becomes an identity. Patchify convolutions (kernel == stride == 2,
+    ConvNeXt) cannot keep their receptive field at stride 1 and are refused.
     """
     dicts = _feature_dicts(model)
     if len(dicts) < 2 or dicts[-1].get("reduction") == dicts[-2].get("reduction"):
@@ -41,8 +41,8 @@ def _set_last_stride_one(model: nn.Module) -> None:
         if stride not in (2, (2, 2)) or next(module.children(), None) is not None:
             continue  # blocks store their stride too: only the layers that apply it are changed
         kernel = getattr(module, "kernel_size", None)
-        if isinstance(module, nn.Conv2d) and tuple(module.kernel_size) != (2, 2):
-            module.stride = (1, 1)
+        if isinstance(module, (nn.Conv2d, nn.AvgPool2d, nn.MaxPool2d)) and _keeps_size_at_stride_one(module):
+            module.stride = (1, 1) if isinstance(module, nn.Conv2d) else 1
         elif isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)) and kernel in (2, (2, 2)):
             parent_name, _, child = sub_name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, nn.Identity())
@@ -56,6 +56,18 @@ def _set_last_stride_one(model: nn.Module) -> None:
         raise ValueError(
             f"last_stride=1: found no stride-2 layer up to the last stage {last_name!r}; use last_stride=2"
         )
+    _run_dummy_frame(model, f"after last_stride=1 removed the stride of {changed} (use last_stride=2)")
+
+
+def _keeps_size_at_stride_one(module: nn.Module) -> bool:
+    """Whether a conv / pool gives an output of its input's size once its stride is 1."""
+    if "Same" in type(module).__name__:  # timm's Conv2dSame / AvgPool2dSame pad for any stride at run time
+        return True
+    pairs = (getattr(module, "kernel_size", 1), getattr(module, "padding", 0), getattr(module, "dilation", 1))
+    kernel, padding, dilation = (v if isinstance(v, tuple) else (v, v) for v in pairs)
+    if any(isinstance(p, str) for p in padding):
+        return False
+    return all(2 * p == d * (k - 1) for k, p, d in zip(kernel, padding, dilation))
 
 
 class VideoReIDNet(nn.Module):

@@ -1,0 +1,73 @@
+"""LSTRL in a minute, on a CPU: the blocks alone, injected into a timm CNN, and the whole ReID model.
+
+python examples/quickstart.py                  # the paper's resnet50, at 128x64 to be quick (paper: 256x128)
+python examples/quickstart.py --model resnet18 --size 64 32 --frames 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import timm
+import torch
+from torch import nn
+
+from lstrl_layers import BME, MAE, LSTRLBlock, VideoReIDNet, inject_lstrl
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="resnet50", help="timm CNN")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 64), metavar=("H", "W"), help="paper: 256 128")
+    p.add_argument("--frames", type=int, default=8, help="T, frames per clip")
+    p.add_argument("--clips", type=int, default=2, help="B, clips per batch")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    B, T, (H, W) = args.clips, args.frames, args.size
+
+    print("1. The blocks on their own: shape-preserving, (B*T, C, H, W) or (B, T, C, H, W)")
+    frames = torch.randn(B * T, 64, 16, 8)  # the T frames of each clip contiguous
+    for block in (MAE(64, num_frames=T), BME(64, num_frames=T), LSTRLBlock(64, num_frames=T)):
+        out, maps = block(frames, return_maps=True)
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in maps.items())
+        print(
+            f"   {type(block).__name__:<10} {tuple(frames.shape)} -> {tuple(out.shape)}, "
+            f"{count(block):,} parameters; maps: {shapes}"
+        )
+        assert torch.equal(out, frames), "blocks start as the identity"
+
+    print(f"\n2. Injected into timm's {args.model} after feature_info stages 2 and 3")
+    model = timm.create_model(args.model, pretrained=False, num_classes=0)
+    before = count(model)
+    inject_lstrl(model, stages=[2, 3], num_frames=T)
+    blocks = [name for name, _ in model.get_submodule("lstrl").named_children()]
+    print(
+        f"   blocks in model.lstrl: {blocks}; +{count(model) - before:,} parameters "
+        f"({before:,} -> {count(model):,})"
+    )
+    with torch.no_grad():
+        features = model.forward_features(torch.randn(B * T, 3, H, W))  # type: ignore[operator]
+    print(f"   frames {(B * T, 3, H, W)} -> features {tuple(features.shape)}")
+
+    print("\n3. The paper's ReID model: backbone + blocks, GAP, TAP, BNNeck, classifier")
+    net = VideoReIDNet(args.model, num_classes=625, stages=(2, 3), num_frames=T)
+    video = torch.randn(B, T, 3, H, W)
+    logits, feature = net.train()(video)
+    shapes = f"logits {tuple(logits.shape)}, feature {tuple(feature.shape)}"
+    print(f"   train: video {tuple(video.shape)} -> {shapes}")
+    with torch.no_grad():
+        embedding = net.eval()(torch.randn(B, 2 * T, 3, H, W))
+    print(
+        f"   eval: any T, e.g. {2 * T} frames -> embedding {tuple(embedding.shape)}; "
+        f"{count(net) / 1e6:.2f}M parameters"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,420 @@
+"""Video ReID data: MARS and iLIDS-VID folder readers, a synthetic generator, and a clip dataset.
+
+A split is a :class:`VideoReIDData`: lists of :class:`Tracklet` (frames, identity, camera) for training,
+query and gallery. :class:`ClipDataset` turns a list of tracklets into clips of ``T`` frames with the
+samplers of :mod:`lstrl_layers.reid.sampling` and the augmentations of :func:`clip_transforms`
+(``torchvision.transforms.v2``: one random crop / flip / erasing per clip, shared by its frames).
+
+Needs the ``examples`` extra: ``torchvision`` (transforms; Pillow reads the images) and ``scipy`` (the
+``.mat`` files of MARS and iLIDS-VID, imported only when reading them).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .sampling import chunk_first_indices, dense_clip_indices, restricted_random_indices
+
+__all__ = [
+    "ClipDataset",
+    "Tracklet",
+    "VideoReIDData",
+    "clip_transforms",
+    "collate_test_clips",
+    "read_ilidsvid",
+    "read_mars",
+    "read_rgb",
+    "synthetic_video_reid",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Frames = Union[tuple[str, ...], Tensor]  # image paths, or uint8 frames (N, 3, H, W)
+
+
+@dataclass(frozen=True)
+class Tracklet:
+    """One video of one person in one camera: ``frames`` (paths or a uint8 ``(N, 3, H, W)`` tensor)."""
+
+    frames: Frames
+    pid: int
+    camid: int
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class VideoReIDData:
+    """A train / query / gallery split.
+
+    ``train`` identities are relabelled ``0..num_train_ids - 1``; query and gallery keep the dataset's own
+    identities, and ``junk_ids`` lists those the evaluation must ignore (MARS: ``-1``).
+    """
+
+    train: list[Tracklet]
+    query: list[Tracklet]
+    gallery: list[Tracklet]
+    num_train_ids: int
+    junk_ids: tuple[int, ...] = ()
+    name: str = ""
+    info: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        def line(part: str, tracks: list[Tracklet]) -> str:
+            ids = len({t.pid for t in tracks})
+            frames = sum(len(t) for t in tracks)
+            return f"  {part:<8} {ids:>5} ids {len(tracks):>6} tracklets {frames:>8} frames"
+
+        parts = (("train", self.train), ("query", self.query), ("gallery", self.gallery))
+        return "\n".join([f"{self.name}:"] + [line(p, t) for p, t in parts])
+
+
+def _relabel(tracklets: list[Tracklet]) -> tuple[list[Tracklet], int]:
+    labels = {pid: i for i, pid in enumerate(sorted({t.pid for t in tracklets}))}
+    return [Tracklet(t.frames, labels[t.pid], t.camid) for t in tracklets], len(labels)
+
+
+def _loadmat(path: Path, key: str) -> Any:
+    try:
+        from scipy.io import loadmat
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("reading .mat files needs scipy: pip install 'lstrl_layers[examples]'") from err
+    contents = loadmat(str(path))
+    if key not in contents:
+        raise KeyError(f"{path} has no variable {key!r} (found {sorted(k for k in contents if k[0] != '_')})")
+    return contents[key]
+
+
+def read_mars(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData:
+    """The MARS release: ``bbox_train/``, ``bbox_test/`` and ``info/`` under ``root``.
+
+    ``info/train_name.txt`` and ``info/test_name.txt`` list the images (``0001C1T0001F001.jpg``: identity
+    ``0001``, camera ``1``; stored as ``bbox_*/0001/0001C1T0001F001.jpg``). ``tracks_*_info.mat`` holds one
+    row per tracklet, ``[first, last, identity, camera]`` with 1-based, inclusive rows of the name list, and
+    ``query_IDX.mat`` the 1-based test tracklets used as queries. Identity ``-1`` is junk, ``0`` distractors.
+
+    ``query_in_gallery=True`` (the official protocol) ranks every query against the whole test set; the
+    query itself is then removed by the same identity / same camera rule. ``False``: the gallery is the test
+    set without the query tracklets (as some re-implementations do).
+    """
+    root = Path(root)
+    info = root / "info"
+
+    def tracklets(part: str, key: str) -> list[Tracklet]:
+        names = (info / f"{part}_name.txt").read_text().split()
+        rows = _loadmat(info / f"tracks_{part}_info.mat", key)
+        folder = root / f"bbox_{part}"
+        out = []
+        for first, last, pid, camid in (tuple(int(v) for v in row[:4]) for row in rows):
+            paths = tuple(str(folder / name[:4] / name) for name in names[first - 1 : last])
+            out.append(Tracklet(paths, pid, camid))
+        return out
+
+    train, num_train_ids = _relabel(tracklets("train", "track_train_info"))
+    test = tracklets("test", "track_test_info")
+    query_index = [int(i) - 1 for i in _loadmat(info / "query_IDX.mat", "query_IDX").ravel()]
+    query = [test[i] for i in query_index]
+    if query_in_gallery:
+        gallery = test
+    else:
+        chosen = set(query_index)
+        gallery = [t for i, t in enumerate(test) if i not in chosen]
+    return VideoReIDData(train, query, gallery, num_train_ids, junk_ids=(-1,), name="MARS")
+
+
+def read_ilidsvid(
+    root: str | Path, split_file: str | Path | None = None, split: int = 0, seed: int = 0
+) -> VideoReIDData:
+    """iLIDS-VID: ``i-LIDS-VID/sequences/cam1|cam2/personXXX/*.png`` under ``root`` (or ``root`` itself).
+
+    Identities are split in half between training and test. With a split file (``split_file``, or
+    ``root/train-test people splits/train_test_splits_ilidsvid.mat`` when present), row ``split`` of its
+    ``ls_set`` lists 1-based indices into the sorted person folders: the first half are the test identities,
+    the rest training (Wang et al., ECCV 2014). Without one, a random half chosen with ``seed`` is the test
+    set. Test queries are the cam1 tracklets, the gallery the cam2 ones; training uses both cameras.
+    """
+    root = Path(root)
+    sequences = root / "sequences" if (root / "sequences").is_dir() else root / "i-LIDS-VID" / "sequences"
+    if not sequences.is_dir():
+        raise FileNotFoundError(f"no i-LIDS-VID/sequences/ (or sequences/) folder under {root}")
+    people = sorted(p.name for p in (sequences / "cam1").iterdir() if p.is_dir())
+    if (
+        split_file is None
+        and (root / "train-test people splits" / "train_test_splits_ilidsvid.mat").is_file()
+    ):
+        split_file = root / "train-test people splits" / "train_test_splits_ilidsvid.mat"
+    if split_file is not None:
+        order = [int(i) - 1 for i in _loadmat(Path(split_file), "ls_set")[split]]
+    else:
+        order = torch.randperm(len(people), generator=torch.Generator().manual_seed(seed)).tolist()
+    half = len(order) // 2
+    test_people, train_people = sorted(order[:half]), sorted(order[half:])
+
+    def tracklets(indices: list[int], cams: Sequence[int]) -> list[Tracklet]:
+        out = []
+        for index in indices:
+            pid = int(re.sub(r"\D", "", people[index]) or index)
+            for cam in cams:
+                frames = tuple(
+                    str(p) for p in sorted((sequences / f"cam{cam}" / people[index]).glob("*.png"))
+                )
+                if frames:
+                    out.append(Tracklet(frames, pid, cam))
+        return out
+
+    train, num_train_ids = _relabel(tracklets(train_people, (1, 2)))
+    query, gallery = tracklets(test_people, (1,)), tracklets(test_people, (2,))
+    return VideoReIDData(train, query, gallery, num_train_ids, name="iLIDS-VID")
+
+
+def _palette_colour(generator: torch.Generator) -> Tensor:
+    """A random, fairly saturated and bright RGB colour in [0, 1]."""
+    hue, saturation, value = torch.rand(3, generator=generator).tolist()
+    return torch.tensor(colorsys.hsv_to_rgb(hue, 0.5 + 0.5 * saturation, 0.4 + 0.6 * value))
+
+
+def _render_clip(
+    person: dict[str, Tensor],
+    camera: dict[str, Tensor],
+    num_frames: int,
+    size: tuple[int, int],
+    g: torch.Generator,
+) -> Tensor:
+    """Frames ``(N, 3, H, W)`` uint8 of one person walking through one camera's view."""
+    height, width = size
+
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(shape, generator=g)
+
+    def cy(v: float) -> Tensor:  # height v of the figure (0: top, 1: feet), per frame
+        return (v - 0.5) * scale + 0.5 + rearrange(bob, "n -> n 1 1")
+
+    t = torch.arange(num_frames, dtype=torch.float32)
+    direction = 1.0 if float(rand()) < 0.5 else -1.0
+    scale = 0.85 + 0.15 * float(rand())
+    x0 = 0.5 + 0.1 * (float(rand()) - 0.5) - direction * 0.01 * num_frames / 2
+    centre_x = x0 + direction * 0.01 * t  # walking across the view
+    phase = person["gait_freq"] * t + 2 * math.pi * float(rand())
+    bob = 0.01 * torch.sin(2 * phase)
+    ys = repeat(torch.linspace(0, 1, height), "h -> n h w", n=num_frames, w=width)
+    xs = repeat(torch.linspace(0, 1, width), "w -> n h w", n=num_frames, h=height)
+    dx = xs - rearrange(centre_x, "n -> n 1 1")
+    body_w = person["width"] * scale
+    head = ((dx / (0.11 * scale)) ** 2 + ((ys - cy(0.12)) / (0.07 * scale)) ** 2) < 1
+    torso = (dx.abs() < body_w) & (ys > cy(0.2)) & (ys < cy(0.55))
+    swing = rearrange(0.08 * person["stride"] * torch.sin(phase), "n -> n 1 1") * scale
+    legs = torch.zeros_like(torso)
+    for side in (-1.0, 1.0):  # two legs, swinging in opposite phase
+        leg_x = side * 0.09 * scale + side * swing * (ys - cy(0.55)) / (0.4 * scale)
+        legs |= ((dx - leg_x).abs() < 0.07 * scale) & (ys >= cy(0.55)) & (ys < cy(0.95))
+    stripes = torch.sin(ys * person["stripe_freq"] * 2 * math.pi / scale) > 0
+    frames = repeat(camera["background"], "c -> n c h w", n=num_frames, h=height, w=width).clone()
+    frames += 0.15 * rearrange(ys, "n h w -> n 1 h w") * rearrange(camera["gradient"], "c -> 1 c 1 1")
+    clutter = rand(3)  # a random object in the background of this clip
+    cx0, cy0 = float(rand()), float(rand())
+    box = ((xs - cx0).abs() < 0.2) & ((ys - cy0).abs() < 0.1)
+    frames = torch.where(rearrange(box, "n h w -> n 1 h w"), rearrange(clutter, "c -> 1 c 1 1"), frames)
+    torso_colour = torch.where(
+        rearrange(stripes & person["striped"].bool(), "n h w -> n 1 h w"),
+        rearrange(person["upper2"], "c -> 1 c 1 1"),
+        rearrange(person["upper"], "c -> 1 c 1 1"),
+    )
+    for mask, colour in ((legs, person["lower"]), (torso, torso_colour), (head, person["head"])):
+        colour = colour if colour.ndim == 4 else rearrange(colour, "c -> 1 c 1 1")
+        frames = torch.where(rearrange(mask, "n h w -> n 1 h w"), colour.expand_as(frames), frames)
+    gain = camera["gain"] * (0.85 + 0.3 * rand(3))  # camera colour cast, per-clip illumination
+    frames = frames * rearrange(gain, "c -> 1 c 1 1") + 0.04 * torch.randn(frames.shape, generator=g)
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def synthetic_video_reid(
+    num_train_ids: int = 32,
+    num_test_ids: int = 16,
+    num_cams: int = 3,
+    tracklets_per_cam: int = 1,
+    frames: tuple[int, int] = (8, 24),
+    size: tuple[int, int] = (64, 32),
+    seed: int = 0,
+) -> VideoReIDData:
+    """Small synthetic video identities, generated in memory (no download), for smoke runs and tests.
+
+    Each identity is a figure with its own colours (head, upper and lower body), an optional striped top,
+    a build and a gait (stride, cadence). It appears in ``num_cams`` cameras, ``tracklets_per_cam``
+    tracklets each; a tracklet is ``frames[0]..frames[1]`` frames of the figure walking across the view with
+    swinging legs, over the camera's background and colour cast, with per-clip position, scale,
+    illumination, a background object and pixel noise. Test identities are disjoint from training ones; the
+    query of each is its first tracklet and its other tracklets are the gallery (with
+    ``tracklets_per_cam > 1`` some share the query's camera: the evaluation must leave those out).
+    """
+    g = torch.Generator().manual_seed(seed)
+    cameras = [
+        {
+            "background": 0.2 + 0.6 * torch.rand(3, generator=g),
+            "gradient": torch.rand(3, generator=g) - 0.5,
+            "gain": 0.8 + 0.4 * torch.rand(3, generator=g),
+        }
+        for _ in range(num_cams)
+    ]
+
+    def person() -> dict[str, Tensor]:
+        return {
+            "head": _palette_colour(g),
+            "upper": _palette_colour(g),
+            "upper2": _palette_colour(g),
+            "lower": _palette_colour(g),
+            "striped": (torch.rand((), generator=g) < 0.5).float(),
+            "stripe_freq": 4 + 8 * torch.rand((), generator=g),
+            "width": 0.14 + 0.1 * torch.rand((), generator=g),
+            "gait_freq": 0.5 + 0.6 * torch.rand((), generator=g),
+            "stride": 0.5 + torch.rand((), generator=g),
+        }
+
+    def tracklets(pids: range) -> list[list[Tracklet]]:
+        out = []
+        for pid in pids:
+            look, own = person(), []
+            for cam in range(num_cams):
+                for _ in range(tracklets_per_cam):
+                    length = int(torch.randint(frames[0], frames[1] + 1, (), generator=g))
+                    own.append(Tracklet(_render_clip(look, cameras[cam], length, size, g), pid, cam))
+            out.append(own)
+        return out
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tensors of ~32k elements: intra-op threads cost more than they give
+    try:
+        train = [t for own in tracklets(range(num_train_ids)) for t in own]
+        test = tracklets(range(num_train_ids, num_train_ids + num_test_ids))
+    finally:
+        torch.set_num_threads(threads)
+    query = [own[0] for own in test]
+    gallery = [t for own in test for t in own[1:]]
+    return VideoReIDData(train, query, gallery, num_train_ids, name="synthetic")
+
+
+def clip_transforms(
+    size: tuple[int, int], train: bool, padding: int = 10, erasing: float = 0.5
+) -> Callable[[Tensor], Tensor]:
+    """``torchvision.transforms.v2`` pipeline for a uint8 clip ``(T, 3, H, W)`` already resized to ``size``.
+
+    Train (paper §4.2): random horizontal flip, random crop after ``padding`` pixels of zero padding, then
+    ImageNet normalization and random erasing (probability ``erasing``). The parameters of each random
+    transform are drawn once per call, so all frames of a clip get the same crop, flip and erased box. Test:
+    normalization only.
+    """
+    from torchvision.transforms import v2
+
+    steps: list[Callable[[Tensor], Tensor]] = []
+    if train:
+        steps += [v2.RandomHorizontalFlip(), v2.RandomCrop(size, padding=padding)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if train and erasing > 0:
+        steps.append(v2.RandomErasing(p=erasing, value=0))
+    return v2.Compose(steps)
+
+
+def read_rgb(path: str | Path) -> Tensor:
+    """An image file as a uint8 ``(3, H, W)`` tensor (Pillow; torchvision's own decoders are deprecated)."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    with Image.open(path) as image:
+        return TF.pil_to_tensor(image.convert("RGB"))
+
+
+Sampling = Literal["rrs", "first", "dense"]
+
+
+class ClipDataset(Dataset):
+    """Clips of ``T`` frames from tracklets, with their identity and camera.
+
+    ``sampling``:
+
+    - ``"rrs"`` (training): restricted random sampling; item ``(clip (T, 3, H, W), pid, camid)``.
+    - ``"first"`` (test): the first frame of each of the ``T`` chunks; item ``(clips (1, T, 3, H, W), ...)``.
+    - ``"dense"`` (test): all frames as consecutive ``T``-frame clips (at most ``max_clips``);
+      item ``(clips (N, T, 3, H, W), ...)``. Batch test items with :func:`collate_test_clips`.
+
+    Frames are decoded (Pillow) and resized to ``size`` one by one, then ``transform`` (e.g.
+    :func:`clip_transforms`) runs on the whole uint8 clip.
+    """
+
+    def __init__(
+        self,
+        tracklets: Sequence[Tracklet],
+        clip_len: int,
+        size: tuple[int, int],
+        sampling: Sampling = "rrs",
+        transform: Callable[[Tensor], Tensor] | None = None,
+        max_clips: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if sampling not in ("rrs", "first", "dense"):
+            raise ValueError(f"sampling must be 'rrs', 'first' or 'dense', got {sampling!r}")
+        self.tracklets = list(tracklets)
+        self.clip_len = clip_len
+        self.size = tuple(size)
+        self.sampling = sampling
+        self.transform = transform
+        self.max_clips = max_clips
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.tracklets)
+
+    @property
+    def labels(self) -> list[int]:
+        """Identity of every item, for :class:`~lstrl_layers.reid.sampling.PKBatchSampler`."""
+        return [t.pid for t in self.tracklets]
+
+    def _load(self, frames: Frames, indices: Sequence[int]) -> Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        loaded = {}
+        for i in sorted(set(indices)):
+            image = frames[i] if isinstance(frames, Tensor) else read_rgb(frames[i])
+            if tuple(image.shape[-2:]) != self.size:
+                image = TF.resize(image, list(self.size), antialias=True)
+            loaded[i] = image
+        return torch.stack([loaded[i] for i in indices])
+
+    def _transform(self, clip: Tensor) -> Tensor:
+        return clip if self.transform is None else self.transform(clip)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        tracklet = self.tracklets[index]
+        n = len(tracklet)
+        if self.sampling == "rrs":
+            clip = self._load(tracklet.frames, restricted_random_indices(n, self.clip_len, self.generator))
+            return self._transform(clip), tracklet.pid, tracklet.camid
+        if self.sampling == "first":
+            clips = [chunk_first_indices(n, self.clip_len)]
+        else:
+            clips = dense_clip_indices(n, self.clip_len, self.max_clips)
+        frames = self._load(tracklet.frames, [i for clip in clips for i in clip])
+        frames = self._transform(frames)
+        return rearrange(frames, "(n t) c h w -> n t c h w", t=self.clip_len), tracklet.pid, tracklet.camid
+
+
+def collate_test_clips(batch: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Batch test items of different clip counts: ``(clips (sum N, T, 3, H, W), counts, pids, camids)``.
+
+    ``counts[i]`` is the number of clips of tracklet ``i``; average their embeddings with
+    ``embeddings.split(counts.tolist())``.
+    """
+    clips, pids, camids = zip(*batch)
+    counts = torch.tensor([len(c) for c in clips])
+    return torch.cat(clips), counts, torch.tensor(pids), torch.tensor(camids)

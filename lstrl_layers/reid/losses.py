@@ -1,0 +1,110 @@
+"""Losses of the paper's training (§3): cross-entropy on the identity logits plus a batch-hard triplet loss.
+
+The cross-entropy is :class:`torch.nn.CrossEntropyLoss` (``label_smoothing`` is built in); the batch-hard
+triplet loss (Hermans et al., "In Defense of the Triplet Loss") is small enough to keep here rather than add a
+dependency such as pytorch-metric-learning.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["BatchHardTripletLoss", "ReIDLoss", "batch_hard_triplet_loss", "euclidean_distances"]
+
+
+def euclidean_distances(features: Tensor, eps: float = 1e-12) -> Tensor:
+    """Pairwise Euclidean distances ``(N, N)`` of ``(N, D)`` features, in float32, with a zero diagonal.
+
+    Squared distances are clamped at ``eps`` before the square root, so the gradient stays finite for
+    identical features.
+    """
+    x = features.float()
+    squared = x.pow(2).sum(1)
+    dist2 = squared[:, None] + squared[None, :] - 2.0 * x @ x.t()
+    dist = dist2.clamp_min(eps).sqrt()
+    return dist * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
+
+
+def batch_hard_triplet_loss(
+    features: Tensor, labels: Tensor, margin: float | None = 0.3, normalize: bool = False
+) -> Tensor:
+    r"""Batch-hard triplet loss: for each anchor, its farthest positive and its closest negative in the batch.
+
+    .. math:: \frac{1}{|A|}\sum_{a \in A} \max(0,\ \max_{p} d(a, p) - \min_{n} d(a, n) + m)
+
+    with ``d`` the Euclidean distance, ``p`` over the other samples of the anchor's identity and ``n`` over
+    the samples of other identities. Anchors ``A`` are the samples with at least one positive and one
+    negative in the batch; a batch without any such anchor gives a zero loss (still connected to the graph).
+
+    Args:
+        features: ``(N, D)`` embeddings.
+        labels: ``(N,)`` identity labels.
+        margin: ``m`` (paper: 0.3). ``None`` gives the soft-margin variant ``softplus(d_ap - d_an)``.
+        normalize: L2-normalize the features first.
+    """
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise ValueError(
+            f"expected features (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
+    if normalize:
+        features = F.normalize(features, dim=1)
+    dist = euclidean_distances(features)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    negative = ~same
+    hardest_positive = dist.masked_fill(~positive, float("-inf")).amax(dim=1)
+    hardest_negative = dist.masked_fill(~negative, float("inf")).amin(dim=1)
+    valid = positive.any(dim=1) & negative.any(dim=1)
+    if not valid.any():
+        return features.sum() * 0.0
+    gap = hardest_positive[valid] - hardest_negative[valid]
+    losses = F.softplus(gap) if margin is None else F.relu(gap + margin)
+    return losses.mean()
+
+
+class BatchHardTripletLoss(nn.Module):
+    """Module form of :func:`batch_hard_triplet_loss`."""
+
+    def __init__(self, margin: float | None = 0.3, normalize: bool = False) -> None:
+        super().__init__()
+        self.margin = margin
+        self.normalize = normalize
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, normalize={self.normalize}"
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        return batch_hard_triplet_loss(features, labels, self.margin, self.normalize)
+
+
+class ReIDLoss(nn.Module):
+    """``ce_weight * CE(logits, labels) + triplet_weight * triplet(features, labels)`` (paper §3).
+
+    ``forward`` returns the total and a dict of the detached parts (``"ce"``, ``"triplet"``) for logging.
+
+    Args:
+        margin: triplet margin (paper: 0.3; ``None``: soft margin).
+        label_smoothing: of the cross-entropy (paper: none given; ``0.0``).
+        ce_weight, triplet_weight: weights of the two terms (paper: 1 and 1).
+    """
+
+    def __init__(
+        self,
+        margin: float | None = 0.3,
+        label_smoothing: float = 0.0,
+        ce_weight: float = 1.0,
+        triplet_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.triplet = BatchHardTripletLoss(margin)
+        self.ce_weight = ce_weight
+        self.triplet_weight = triplet_weight
+
+    def forward(self, logits: Tensor, features: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        ce = self.cross_entropy(logits.float(), labels)
+        triplet = self.triplet(features, labels)
+        total = self.ce_weight * ce + self.triplet_weight * triplet
+        return total, {"ce": float(ce.detach()), "triplet": float(triplet.detach())}

@@ -1,0 +1,296 @@
+"""inject_lstrl and set_num_frames on timm models: identity at init, checkpoints, errors, export."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from lstrl_layers import LSTRLBlock, inject_lstrl, set_num_frames
+
+NUM_FRAMES = 2
+
+
+def _frames(num_clips: int = 2, size: tuple[int, int] = (64, 32), seed: int = 0) -> torch.Tensor:
+    return torch.randn(num_clips * NUM_FRAMES, 3, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def _plain(name: str = "resnet18", **kwargs: object) -> nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False, **kwargs).eval()
+
+
+def _randomize_blocks(model: nn.Module) -> None:
+    """Give every injected parameter a non-zero value, so that the blocks change the output."""
+    with torch.no_grad():
+        for param in model.lstrl.parameters():
+            param.normal_(std=0.05)
+
+
+# One small model per family; stages are the two before the last feature_info entry, as layer2/layer3 are
+# for ResNet-50 (the sweep in the README covers more families at the models' own input sizes).
+FAMILIES = {
+    "resnet18": (64, 32),
+    "seresnet18": (64, 32),
+    "resnext26ts": (64, 32),
+    "regnetx_002": (64, 32),
+    "efficientnet_b0": (64, 32),
+    "mobilenetv3_small_050": (64, 32),
+    "convnext_atto": (64, 32),
+    "densenet121": (64, 32),
+    "cs3darknet_focus_s": (64, 32),
+    "dla34": (64, 32),
+    "repvgg_a0": (64, 32),
+    "hrnet_w18_small": (64, 64),
+    "ghostnet_050": (64, 32),
+    "nf_resnet26": (64, 32),
+    "mobileone_s0": (64, 32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_identity_at_init_then_trainable_across_families(name: str) -> None:
+    x = _frames(size=FAMILIES[name])
+    model = _plain(name)
+    stages = [len(model.feature_info) - 3, len(model.feature_info) - 2]
+    with torch.no_grad():
+        expected = model(x)
+    inject_lstrl(model, stages, num_frames=NUM_FRAMES)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+    # trainable from the identity: every block parameter gets a gradient through the whole model
+    model.train()
+    model(x).square().mean().backward()
+    grads = {n: p.grad for n, p in model.lstrl.named_parameters()}
+    assert grads and all(g is not None for g in grads.values())
+    assert any(g.abs().sum() > 0 for n, g in grads.items() if n.endswith("omega2.weight"))
+    assert any(g.abs().sum() > 0 for n, g in grads.items() if n.endswith("gamma"))
+
+
+def test_block_runs_where_feature_info_points_and_uses_the_models_channels() -> None:
+    model = _plain("resnet18")
+    inject_lstrl(model, [2, "layer3"], num_frames=NUM_FRAMES)
+    assert isinstance(model.lstrl["layer2"], LSTRLBlock) and isinstance(model.lstrl["layer3"], LSTRLBlock)
+    assert model.lstrl["layer2"].channels == 128 and model.lstrl["layer3"].channels == 256
+    seen = {}
+    model.lstrl["layer3"].register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
+    layer3_out = {}
+    model.layer3.register_forward_hook(lambda m, args, out: layer3_out.update(out=out), prepend=True)
+    x = _frames()
+    _randomize_blocks(model)
+    model(x)
+    assert torch.equal(seen["inp"], layer3_out["out"])  # the block reads layer3's own output
+    assert seen["out"].shape == (2 * NUM_FRAMES, 256, 4, 2)
+
+
+def test_checkpoint_of_plain_model_loads_with_only_block_keys_missing() -> None:
+    plain = _plain("resnet18")
+    model = inject_lstrl(_plain("resnet18"), [2, 3], num_frames=NUM_FRAMES)
+    result = model.load_state_dict(plain.state_dict(), strict=False)
+    assert result.unexpected_keys == []
+    assert sorted(result.missing_keys) == sorted(f"lstrl.{k}" for k in model.lstrl.state_dict())
+    assert all(k.startswith(("lstrl.layer2.", "lstrl.layer3.")) for k in result.missing_keys)
+    assert set(plain.state_dict()) == set(model.state_dict()) - set(result.missing_keys)
+
+
+def test_stage_names_and_indices_are_the_same_stages() -> None:
+    by_index = inject_lstrl(_plain(), [2, 3], num_frames=NUM_FRAMES)
+    by_name = inject_lstrl(_plain(), ["layer2", "layer3"], num_frames=NUM_FRAMES)
+    assert by_index.state_dict().keys() == by_name.state_dict().keys()
+
+
+def test_block_options_pass_through() -> None:
+    model = inject_lstrl(
+        _plain(), [3], num_frames=NUM_FRAMES, bme=False, mae_kwargs=dict(granularities=(1, 4))
+    )
+    block = model.lstrl["layer3"]
+    assert block.bme is None and block.mae is not None and block.mae.granularities == (1, 4)
+    model = inject_lstrl(_plain(), [3], num_frames=NUM_FRAMES, mae=False, bme_kwargs=dict(edge="replicate"))
+    assert model.lstrl["layer3"].mae is None and model.lstrl["layer3"].bme.edge == "replicate"
+
+
+def test_features_only_model_agrees_with_the_injected_plain_model() -> None:
+    plain = inject_lstrl(_plain("resnext26ts"), [2, 3], num_frames=NUM_FRAMES)
+    _randomize_blocks(plain)
+    features = _plain("resnext26ts", features_only=True, out_indices=(2, 3))
+    inject_lstrl(features, [2, 3], num_frames=NUM_FRAMES)
+    missing = features.load_state_dict(plain.state_dict(), strict=False)
+    assert not [k for k in missing.missing_keys if k.startswith("lstrl")]  # same block keys in both models
+    x = _frames()
+    _, intermediates = plain.forward_intermediates(x, indices=[2, 3])
+    for got, expected in zip(features(x), intermediates):
+        torch.testing.assert_close(got, expected)
+
+
+def test_set_num_frames_reaches_every_block() -> None:
+    model = inject_lstrl(_plain(), [1, 2, 3], num_frames=NUM_FRAMES)
+    assert set_num_frames(model, 5) is model
+    blocks = [m for m in model.modules() if hasattr(m, "num_frames")]
+    assert len(blocks) == 9 and all(b.num_frames == 5 for b in blocks)  # 3 LSTRLBlocks with 2 branches each
+    _randomize_blocks(model)
+    x = _frames(num_clips=1)
+    with torch.no_grad():
+        set_num_frames(model, 1)
+        two_clips_of_one = model(x)  # each frame is its own clip: no interaction
+        torch.testing.assert_close(two_clips_of_one[1:], model(x[1:]), atol=1e-5, rtol=1e-5)
+        set_num_frames(model, NUM_FRAMES)
+        assert not torch.allclose(two_clips_of_one, model(x), atol=1e-3)  # one clip of two frames
+
+
+def test_set_num_frames_errors() -> None:
+    with pytest.raises(ValueError, match="holds no LSTRL block"):
+        set_num_frames(_plain(), 4)
+    with pytest.raises(ValueError, match="num_frames must be an int >= 1, got 0"):
+        set_num_frames(inject_lstrl(_plain(), [2], num_frames=NUM_FRAMES), 0)
+
+
+def test_clips_stay_independent_through_the_injected_model() -> None:
+    model = inject_lstrl(_plain(), [2, 3], num_frames=NUM_FRAMES)
+    _randomize_blocks(model)
+    x = _frames(num_clips=3)
+    with torch.no_grad():
+        together = model(x)
+        alone = model(x[NUM_FRAMES : 2 * NUM_FRAMES])
+    torch.testing.assert_close(together.unflatten(0, (3, NUM_FRAMES))[1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_deepcopy_gives_an_independent_model() -> None:
+    """timm's ModelEma deep-copies the model: the copy's hooks must run the copy's blocks."""
+    model = inject_lstrl(_plain(), [2, 3], num_frames=NUM_FRAMES)
+    clone = copy.deepcopy(model)
+    _randomize_blocks(clone)
+    x = _frames()
+    with torch.no_grad():
+        assert torch.equal(model(x), _plain()(x))  # the original still is the identity
+        assert not torch.allclose(clone(x), model(x))
+    reference = _plain()
+    inject_lstrl(reference, [2, 3], num_frames=NUM_FRAMES)
+    reference.load_state_dict(clone.state_dict())
+    with torch.no_grad():
+        assert torch.equal(clone(x), reference(x))
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        ([7], r"stage index 7 does not exist in ResNet; valid: 0='act1', 1='layer1', 2='layer2'"),
+        (["layer9"], r"stage 'layer9' does not exist in ResNet; valid: .*4='layer4'"),
+        ([2, "layer2"], r"stage 'layer2' \('layer2'\) is injected twice"),
+        ([], "stages must be a non-empty list"),
+        (2, "stages must be a non-empty list of stage indices or names, got 2"),
+        ([2.0], r"stages must hold ints or str, got 2.0 \(float\)"),
+    ],
+)
+def test_bad_stages(stages: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        inject_lstrl(_plain(), stages, num_frames=NUM_FRAMES)  # type: ignore[arg-type]
+
+
+def test_injecting_a_stage_twice_across_calls_is_refused() -> None:
+    model = inject_lstrl(_plain(), [2], num_frames=NUM_FRAMES)
+    with pytest.raises(ValueError, match="injected twice"):
+        inject_lstrl(model, ["layer2"], num_frames=NUM_FRAMES)
+    inject_lstrl(model, [3], num_frames=NUM_FRAMES)  # another stage is fine
+    assert list(model.lstrl) == ["layer2", "layer3"]
+
+
+def test_model_without_feature_info_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs a timm model with `feature_info`.*Sequential has none"):
+        inject_lstrl(nn.Sequential(nn.Conv2d(3, 8, 3)), [0], num_frames=NUM_FRAMES)
+
+
+def test_no_branch_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one branch"):
+        inject_lstrl(_plain(), [2], num_frames=NUM_FRAMES, mae=False, bme=False)
+
+
+def test_token_stages_are_refused_at_injection() -> None:
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=2)
+    with pytest.raises(ValueError, match=r"does not give one \(N, C, H, W\) feature map \(got a 3-D tensor"):
+        inject_lstrl(vit, [1], num_frames=NUM_FRAMES)
+
+
+def test_channels_last_stage_outputs_are_refused_at_injection() -> None:
+    swin = timm.create_model(
+        "swin_tiny_patch4_window7_224", pretrained=False, img_size=64, window_size=4, depths=(1, 1, 1, 1)
+    )
+    with pytest.raises(ValueError, match=r"channels-last \(N, H, W, C\)"):
+        inject_lstrl(swin, [1], num_frames=NUM_FRAMES)
+
+
+def test_features_only_model_missing_the_stage_is_refused() -> None:
+    features = _plain("resnet18", features_only=True, out_indices=(1,))
+    with pytest.raises(ValueError, match="listed in feature_info but not present"):
+        inject_lstrl(features, [3], num_frames=NUM_FRAMES)
+
+
+def test_local_checkpoint_loads_through_timm_and_injection_keeps_its_outputs(tmp_path) -> None:
+    trained = _plain("resnet18")
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.add_(0.01 * torch.randn_like(param))  # not timm's initialization any more
+    path = tmp_path / "resnet18_reid.pth"
+    torch.save(trained.state_dict(), path)
+    loaded = timm.create_model(
+        "resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(path))
+    ).eval()
+    x = _frames()
+    with torch.no_grad():
+        expected = trained(x)
+        torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+        inject_lstrl(loaded, [2, 3], num_frames=NUM_FRAMES)
+        torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+
+
+def _injected_resnet50() -> nn.Module:
+    model = inject_lstrl(_plain("resnet50"), [2, 3], num_frames=NUM_FRAMES)
+    _randomize_blocks(model)
+    return model
+
+
+def test_channels_last_matches_contiguous() -> None:
+    model = _injected_resnet50()
+    x = _frames()
+    with torch.no_grad():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        got = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_autocast_stays_close() -> None:
+    model = _injected_resnet50()
+    x = _frames()
+    with torch.no_grad():
+        expected = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(x)
+    assert got.dtype == torch.bfloat16 and torch.isfinite(got).all()
+    assert torch.nn.functional.cosine_similarity(got.float(), expected).min() > 0.99
+
+
+def test_torch_compile_matches_eager() -> None:
+    model = inject_lstrl(_plain("resnet18"), [2, 3], num_frames=NUM_FRAMES)
+    _randomize_blocks(model)
+    x = _frames()
+    # fullgraph: the hooks, einops patterns and SDPA trace without a graph break. aot_eager keeps the suite
+    # fast; inductor compiles the same graph (checked by hand, see the README, minutes on 2 CPU cores).
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_export_matches_onnxruntime(tmp_path) -> None:
+    import onnxruntime  # the dev extra installs it
+
+    model = _injected_resnet50()
+    x = _frames()
+    path = tmp_path / "lstrl_resnet50.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["frames"], output_names=["logits"], dynamo=True)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"frames": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), model(x), atol=1e-4, rtol=1e-3)

@@ -1,0 +1,136 @@
+"""VideoReIDNet: Table 3 parameter counts, train/eval outputs, any T, clip independence, last stride."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstrl_layers import VideoReIDNet
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _video(num_clips: int, num_frames: int, size: tuple[int, int] = (64, 32), seed: int = 0) -> torch.Tensor:
+    return torch.randn(num_clips, num_frames, 3, *size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    ("blocks", "paper_millions", "exact"),
+    [
+        (dict(mae=False, bme=False), 24.79, 24_792_128),
+        (dict(mae=True, bme=False), 26.43, 26_432_448),
+        (dict(mae=True, bme=True, zero_init=False), 29.06, 29_056_960),
+    ],
+)
+def test_table3_parameter_counts(blocks: dict, paper_millions: float, exact: int) -> None:
+    net = VideoReIDNet("resnet50", num_classes=625, stages=(2, 3), **blocks)
+    assert round(_count(net) / 1e6, 2) == paper_millions  # Table 3 of the paper
+    assert _count(net) == exact
+
+
+def test_identity_init_adds_only_bme_gamma() -> None:
+    net = VideoReIDNet("resnet50", num_classes=625, stages=(2, 3))
+    assert _count(net) == 29_056_960 + 512 + 1024  # BME's per-channel zero-init scale at layer2 and layer3
+
+
+def _small(**kwargs: object) -> VideoReIDNet:
+    torch.manual_seed(0)
+    net = VideoReIDNet("resnet18", num_classes=7, stages=(2, 3), num_frames=4, **kwargs)
+    with torch.no_grad():
+        for param in net.backbone.lstrl.parameters():
+            param.normal_(std=0.05)  # blocks away from the identity, so clips could interact
+    return net
+
+
+def test_train_mode_returns_logits_and_pre_bn_feature() -> None:
+    net = _small().train()
+    logits, feature = net(_video(3, 4))
+    assert logits.shape == (3, 7) and feature.shape == (3, net.feature_dim) == (3, 512)
+    (logits.logsumexp(1).mean() + feature.norm(dim=1).mean()).backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    assert net.bottleneck.bias.grad is None  # BNNeck: frozen zero bias
+
+
+@pytest.mark.parametrize("num_frames", [1, 3, 8])
+def test_eval_takes_any_number_of_frames(num_frames: int) -> None:
+    net = _small().eval()
+    with torch.no_grad():
+        embedding = net(_video(2, num_frames))
+    assert embedding.shape == (2, 512) and torch.isfinite(embedding).all()
+    assert all(m.num_frames == num_frames for m in net.modules() if hasattr(m, "num_frames"))
+
+
+def test_each_clip_is_independent_of_the_batch_in_eval() -> None:
+    net = _small().eval()
+    video = _video(3, 4)
+    with torch.no_grad():
+        together = net(video)
+        for i in range(3):
+            torch.testing.assert_close(net(video[i : i + 1])[0], together[i], atol=1e-5, rtol=1e-5)
+        other = video.clone()
+        other[0] = _video(1, 4, seed=1)[0]  # change clip 0 only
+        changed = net(other)
+    torch.testing.assert_close(changed[1:], together[1:], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(changed[0], together[0])
+
+
+def test_eval_embedding_is_the_bnneck_of_tap_of_gap() -> None:
+    net = _small().eval()
+    video = _video(2, 3)
+    with torch.no_grad():
+        net(video)  # sets T=3 on the blocks
+        maps = net.backbone.forward_features(video.flatten(0, 1))
+        frame_features = maps.mean(dim=(2, 3))  # GAP
+        clip_features = frame_features.unflatten(0, (2, 3)).mean(dim=1)  # TAP
+        expected = net.bottleneck(clip_features)  # BNNeck (running statistics in eval)
+        torch.testing.assert_close(net(video), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("last_stride", "map_size"), [(1, (16, 8)), (2, (8, 4))])
+def test_last_stride(last_stride: int, map_size: tuple[int, int]) -> None:
+    net = VideoReIDNet("resnet18", num_classes=3, stages=(2,), num_frames=1, last_stride=last_stride).eval()
+    with torch.no_grad():
+        maps = net.backbone.forward_features(torch.randn(1, 3, 256, 128))
+    assert maps.shape[-2:] == map_size  # paper: 16x8 at 256x128 with the last stride removed
+
+
+def test_last_stride_one_on_resnet_d_replaces_the_shortcut_pool() -> None:
+    net = VideoReIDNet("resnet26d", num_classes=3, stages=(3,), num_frames=1).eval()
+    assert isinstance(net.backbone.layer4[0].downsample[0], torch.nn.Identity)
+    with torch.no_grad():
+        assert net.backbone.forward_features(torch.randn(1, 3, 64, 32)).shape[-2:] == (4, 2)
+
+
+def test_last_stride_one_refused_where_it_cannot_apply() -> None:
+    with pytest.raises(ValueError, match="last_stride=1 does not know how to remove the stride of stages.3"):
+        VideoReIDNet("convnext_atto", num_classes=3, stages=(2,))
+    VideoReIDNet("convnext_atto", num_classes=3, stages=(2,), last_stride=2)  # and the way out works
+
+
+def test_baseline_has_no_blocks_and_timm_kwargs_pass_through() -> None:
+    net = VideoReIDNet("resnet18", num_classes=3, stages=(), drop_rate=0.25)
+    assert not hasattr(net.backbone, "lstrl") and net.backbone.drop_rate == 0.25
+    assert net.eval()(_video(1, 2)).shape == (1, 512)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(num_classes=0), "num_classes must be an int >= 1, got 0"),
+        (dict(num_classes=3, last_stride=3), "last_stride must be 1 or 2, got 3"),
+        (dict(num_classes=3, stages=(9,)), "stage index 9 does not exist"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        VideoReIDNet("resnet18", **kwargs)
+
+
+def test_bad_video_shape() -> None:
+    net = _small()
+    with pytest.raises(ValueError, match=r"expects a video \(B, T, 3, H, W\), got shape \(8, 3, 64, 32\)"):
+        net(torch.randn(8, 3, 64, 32))
+    with pytest.raises(ValueError, match="T >= 1"):
+        net(torch.randn(2, 0, 3, 64, 32))
