@@ -100,8 +100,8 @@ def _resolve_stage(
     name = names[index]
     location = _feature_location(model, index, name)
     # features_only models flatten the first level of nn.Sequential containers into their own children
-    # ("stages.1" -> "stages_1"); look for the module under both names.
-    for candidate in dict.fromkeys((location, location.replace(".", "_", 1))):
+    # ("stages.1" -> "stages_1", FeatureListNet) or keep the whole model under ``model`` (FeatureGetterNet)
+    for candidate in dict.fromkeys((location, location.replace(".", "_", 1), f"model.{location}")):
         try:
             module = model.get_submodule(candidate)
         except AttributeError:

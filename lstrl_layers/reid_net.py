@@ -129,7 +129,8 @@ class VideoReIDNet(nn.Module):
             )  # fmt: skip
         self.has_blocks = hasattr(self.backbone, "lstrl")
         # frame feature size after the backbone's own pooling (and head, e.g. MobileNetV3's conv_head)
-        self.feature_dim: int = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        dim: Any = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.feature_dim = int(dim)
         self.bottleneck = nn.BatchNorm1d(self.feature_dim)  # BNNeck
         self.bottleneck.bias.requires_grad_(False)
         self.classifier = nn.Linear(self.feature_dim, num_classes, bias=False)
