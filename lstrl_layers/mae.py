@@ -134,7 +134,9 @@ class MAE(_ClipBlock):
         with torch.autocast(device_type=x1.device.type, enabled=False):
             keys = x1.float() if x1.dtype in (torch.float16, torch.bfloat16) else x1
             for i, x_i in queries.items():
-                logits = torch.einsum("bqc,bkc->bqk", x_i.to(keys.dtype), keys) * self.scale  # X_i X1^T
+                logits = torch.einsum("bqc,bkc->bqk", x_i.to(keys.dtype), keys)  # X_i X1^T
+                if self.scale != 1.0:
+                    logits = logits * self.scale
                 maps[f"D{i}"] = logits.softmax(dim=-1)  # D^i, Eq. 1
                 attended[i] = (maps[f"D{i}"] @ keys).to(x1.dtype)  # D^i X1, Eq. 2 before E
         return attended, maps

@@ -1,0 +1,230 @@
+"""Timing, peak-memory, environment and printing helpers of ``benchmarks/flops.py``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+WARMUP = {"cpu": 1, "cuda": 3}  # untimed calls before the memory and timed calls
+
+TIMING_METHOD = {
+    "cpu": "time.perf_counter around each call; median of the timed calls after {warmup} warm-up call(s)",
+    "cuda": "CUDA events around each call, then synchronize; median of the timed calls after {warmup} "
+    "warm-up calls",
+}
+MEMORY_METHOD = {
+    "cpu": "peak bytes held by PyTorch's CPU allocator during one untimed call, above what was held "
+    "before it, from torch.profiler allocation events (profile_memory=True); the CPU counterpart of "
+    "torch.cuda.max_memory_allocated (BLAS/oneDNN scratch and Python objects are not included)",
+    "cuda": "torch.cuda.max_memory_allocated during one untimed call, minus torch.cuda.memory_allocated "
+    "before it (the caching allocator's own statistics)",
+}
+
+
+@dataclass
+class Measurement:
+    """Median time of the timed calls and peak extra memory of one call (``None``: out of memory)."""
+
+    time_ms: float | None
+    runs_ms: list[float]
+    peak_mib: float | None
+
+    def as_dict(self, prefix: str) -> dict[str, Any]:
+        return {
+            f"{prefix}_ms": self.time_ms,
+            f"{prefix}_runs_ms": self.runs_ms,
+            f"{prefix}_peak_mib": self.peak_mib,
+        }
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Mute file descriptor 2 (the profiler's C++ back end logs there on start and stop)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cpu_peak_bytes(run: Callable[[], object]) -> int:
+    """Peak of (bytes allocated - bytes freed) by PyTorch's CPU allocator while ``run`` executes."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events = sorted(
+        (
+            event
+            for event in prof.profiler.kineto_results.events()
+            if event.name() == "[memory]" and event.device_type() == DeviceType.CPU
+        ),
+        key=lambda event: event.start_ns(),
+    )
+    held = peak = 0
+    for event in events:
+        held += event.nbytes()  # negative for frees
+        peak = max(peak, held)
+    return peak
+
+
+def _cuda_peak_bytes(run: Callable[[], object], device: torch.device) -> int:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    run()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+Case = tuple[
+    Callable[[], object], Callable[[], object]
+]  # (run: the call measured, prepare: before each call)
+
+
+def _time_ms(run: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    began = time.perf_counter()
+    run()
+    return (time.perf_counter() - began) * 1e3
+
+
+def measure(cases: Mapping[str, Case], device: torch.device, repeat: int) -> dict[str, Measurement]:
+    """Warm up every case, measure each one's peak memory in one call, then time ``repeat`` rounds of one call
+    per case, the cases interleaved (a change of load on a shared machine then hits every case alike, which
+    keeps their ratios meaningful). A case that runs out of CUDA memory gets ``None`` time and memory."""
+    peaks: dict[str, float] = {}
+    for name, (run, prepare) in cases.items():
+        try:
+            for _ in range(WARMUP[device.type]):
+                prepare()
+                run()
+            prepare()
+            peak = _cuda_peak_bytes(run, device) if device.type == "cuda" else _cpu_peak_bytes(run)
+            peaks[name] = peak / 2**20
+        except torch.cuda.OutOfMemoryError:
+            prepare()
+            torch.cuda.empty_cache()
+    runs: dict[str, list[float]] = {name: [] for name in peaks}
+    for _ in range(repeat):
+        for name in peaks:
+            run, prepare = cases[name]
+            prepare()
+            runs[name].append(_time_ms(run, device))
+    return {
+        name: Measurement(statistics.median(runs[name]), runs[name], peaks[name])
+        if name in peaks
+        else Measurement(None, [], None)
+        for name in cases
+    }
+
+
+def matmul_gflops(device: torch.device, repeat: int, size: int = 2048) -> float:
+    """Dense fp32 ``size x size`` matmul throughput of this machine (GFLOP/s, median of ``repeat`` calls)."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    for _ in range(WARMUP[device.type]):
+        a @ b
+    times = [_time_ms(lambda: a @ b, device) for _ in range(repeat)]
+    return 2 * size**3 / (statistics.median(times) * 1e-3) / 1e9
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    import timm
+
+    import lstrl_layers
+
+    env = {
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "lstrl_layers": lstrl_layers.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "timing_method": TIMING_METHOD[device.type].format(warmup=WARMUP[device.type]),
+        "memory_method": MEMORY_METHOD[device.type],
+    }
+    if hasattr(os, "getloadavg"):
+        env["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
+    return env
+
+
+class Progress:
+    """``[i/n] label`` lines on stderr (overwritten in place on a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        line = f"[{self.done}/{self.total}, {time.perf_counter() - self.started:.0f} s] {label}"
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+        sys.stderr.write(f"done in {time.perf_counter() - self.started:.0f} s\n")
+        sys.stderr.flush()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Plain-text table: first column left-aligned, the others right-aligned; ``None`` prints as ``-``, ints
+    with thousands separators, anything else as ``str`` (format floats before)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
