@@ -69,13 +69,11 @@ PAPER = dict(
     threads=0,
 )
 SYNTHETIC = dict(
+    PAPER,
     model="resnet18",
     size=(64, 32),
     seq_len=4,
     P=4,
-    K=4,
-    lr=3e-4,
-    step=70,
     epochs=3,
     eval_every=1,
     workers=0,

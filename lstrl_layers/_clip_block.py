@@ -17,6 +17,14 @@ def _check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def _reduced_channels(channels: int, reduction: int) -> int:
+    """``channels // reduction``, the width of a block's reduced projections, validated."""
+    _check_positive_int("reduction", reduction)
+    if channels // reduction < 1:
+        raise ValueError(f"reduction must be <= channels ({channels}), got {reduction!r}")
+    return channels // reduction
+
+
 class _ClipBlock(nn.Module):
     """Base of the residual blocks: validates the input, handles both clip layouts, adds the residual.
 

@@ -8,7 +8,7 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from ._clip_block import Maps, _check_positive_int, _ClipBlock
+from ._clip_block import Maps, _ClipBlock, _reduced_channels
 
 _DIRECTIONS = {"forward": ("Mf", 1), "backward": ("Mb", -1)}  # map name, offset of the neighbouring frame
 _MODES = ("global", "local")
@@ -83,9 +83,7 @@ class BME(_ClipBlock):
         zero_init: bool = True,
     ) -> None:
         super().__init__(channels, num_frames)
-        _check_positive_int("reduction", reduction)
-        if channels // reduction < 1:
-            raise ValueError(f"reduction must be <= channels ({channels}), got {reduction!r}")
+        reduced = _reduced_channels(channels, reduction)
         directions = (directions,) if isinstance(directions, str) else tuple(directions)
         if (
             not directions
@@ -103,7 +101,6 @@ class BME(_ClipBlock):
         self.directions = tuple(d for d in _DIRECTIONS if d in directions)
         self.mode = mode
         self.edge = edge
-        reduced = channels // reduction
         self.phi = nn.Conv2d(channels, reduced, kernel_size=1)  # φ: C -> C/2
         self.psi = nn.Conv2d(channels, reduced, kernel_size=1)  # ψ: C -> C/2
         self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, kernel_size=1)  # υ: [Mf, Mb] -> C

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
-from ._clip_block import Maps, _check_positive_int, _ClipBlock
+from ._clip_block import Maps, _ClipBlock, _reduced_channels
 
 # E(.) of Eq. 2: extend D^i X1 (rows of granularity i) back to every position of the clip, frames layout.
 _EXTEND = {
@@ -70,9 +70,7 @@ class MAE(_ClipBlock):
         zero_init: bool = True,
     ) -> None:
         super().__init__(channels, num_frames)
-        _check_positive_int("reduction", reduction)
-        if channels // reduction < 1:
-            raise ValueError(f"reduction must be <= channels ({channels}), got {reduction!r}")
+        reduced = _reduced_channels(channels, reduction)
         granularities = tuple(granularities)
         if (
             not granularities
@@ -87,7 +85,6 @@ class MAE(_ClipBlock):
             raise ValueError(f"scale must be a positive float, got {scale!r}")
         self.granularities = tuple(sorted(granularities))
         self.scale = float(scale)
-        reduced = channels // reduction
         self.omega1 = nn.Conv2d(channels, reduced, kernel_size=1)  # ω1: C -> C/4
         self.omega2 = nn.Conv2d(len(self.granularities) * reduced, channels, kernel_size=1)  # ω2: [A_i] -> C
         if zero_init:
