@@ -214,3 +214,13 @@ def test_benchmark_smoke_run_writes_json(tmp_path: Path) -> None:
         "BME MACs, ours / two-ψ",
         "+MAE+BME over Baseline: latency overhead / full-MACs overhead",
     }
+
+
+def test_attention_only_benchmark_runs() -> None:
+    script = BENCHMARK.parent / "attention_only.py"
+    args = ["--clips", "1", "--positions", "64", "--extra-queries", "9", "--dim", "8", "--repeat", "1"]
+    completed = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "73 queries x 64 keys" in completed.stdout and "fused / materialized:" in completed.stdout
