@@ -1,6 +1,6 @@
 """Parameters, MACs, latency and peak memory of the LSTRL blocks and of the paper's model (Table 3).
 
-Run ``python benchmarks/flops.py`` (no arguments: the paper's setting, about 2 minutes on an idle 2-core CPU);
+Run ``python benchmarks/flops.py`` (no arguments: the paper's setting, 1 min 35 s on an idle 2-core CPU);
 ``--help`` lists the options. Three sections:
 
 1. Table 3 reproduced: Baseline, +MAE, +MAE+BME (``VideoReIDNet``, 625 classes), parameters, GMACs per frame

@@ -10,7 +10,15 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from ._clip_block import _check_positive_int
-from .inject import Stage, _feature_dicts, _resolve_stage, _run_dummy_frame, inject_lstrl, set_num_frames
+from .inject import (
+    BLOCKS_ATTR,
+    Stage,
+    _feature_dicts,
+    _resolve_stage,
+    _run_dummy_frame,
+    inject_lstrl,
+    set_num_frames,
+)
 
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
 
@@ -31,10 +39,7 @@ def _set_last_stride_one(model: nn.Module) -> None:
     last_name, last_stage, _ = _resolve_stage(model, len(dicts) - 1, dicts)
     _, previous_stage, _ = _resolve_stage(model, len(dicts) - 2, dicts)
     named = list(model.named_modules())
-    previous_end, last_end = (
-        max(i for i, (_, m) in enumerate(named) if id(m) in {id(s) for s in stage.modules()})
-        for stage in (previous_stage, last_stage)
-    )
+    previous_end, last_end = (_last_index_within(named, stage) for stage in (previous_stage, last_stage))
     changed = []
     for sub_name, module in named[previous_end + 1 : last_end + 1]:
         stride = getattr(module, "stride", None)
@@ -57,6 +62,12 @@ def _set_last_stride_one(model: nn.Module) -> None:
             f"last_stride=1: found no stride-2 layer up to the last stage {last_name!r}; use last_stride=2"
         )
     _run_dummy_frame(model, f"after last_stride=1 removed the stride of {changed} (use last_stride=2)")
+
+
+def _last_index_within(named: list[tuple[str, nn.Module]], stage: nn.Module) -> int:
+    """Index in ``named`` of the last module that is ``stage`` or one of its submodules."""
+    members = {id(m) for m in stage.modules()}
+    return max(i for i, (_, m) in enumerate(named) if id(m) in members)
 
 
 def _keeps_size_at_stride_one(module: nn.Module) -> bool:
@@ -127,7 +138,6 @@ class VideoReIDNet(nn.Module):
                 self.backbone, stages, num_frames=num_frames, mae=mae, bme=bme, zero_init=zero_init,
                 mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs,
             )  # fmt: skip
-        self.has_blocks = hasattr(self.backbone, "lstrl")
         # frame feature size after the backbone's own pooling (and head, e.g. MobileNetV3's conv_head)
         dim: Any = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         self.feature_dim = int(dim)
@@ -145,11 +155,11 @@ class VideoReIDNet(nn.Module):
             raise ValueError(
                 f"VideoReIDNet expects a video (B, T, 3, H, W) with T >= 1, got {tuple(video.shape)}"
             )
-        if self.has_blocks:
-            set_num_frames(self.backbone, num_frames)
-        frame_features = self.backbone(
-            rearrange(video, "b t c h w -> (b t) c h w")
-        )  # GAP inside the backbone
+        blocks = getattr(self.backbone, BLOCKS_ATTR, None)
+        if blocks is not None:
+            set_num_frames(blocks, num_frames)  # only the injected blocks, not a scan of the whole backbone
+        frames = rearrange(video, "b t c h w -> (b t) c h w")
+        frame_features = self.backbone(frames)  # GAP inside the backbone
         feature = reduce(frame_features, "(b t) d -> b d", "mean", t=num_frames)  # TAP
         embedding = self.bottleneck(feature)
         if not self.training:
