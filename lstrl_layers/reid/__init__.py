@@ -21,7 +21,6 @@ from .datasets import (
     read_ilidsvid,
     read_mars,
     read_rgb,
-    synthetic_video_reid,
 )
 from .losses import BatchHardTripletLoss, ReIDLoss, batch_hard_triplet_loss, euclidean_distances
 from .metrics import ReIDResult, evaluate_ranking, pairwise_distances
@@ -32,6 +31,7 @@ from .sampling import (
     dense_clip_indices,
     restricted_random_indices,
 )
+from .synthetic import synthetic_video_reid
 
 __all__ = [
     "BatchHardTripletLoss",
