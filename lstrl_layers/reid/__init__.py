@@ -31,7 +31,7 @@ from .sampling import (
     dense_clip_indices,
     restricted_random_indices,
 )
-from .synthetic import synthetic_video_reid
+from .synthetic import synthetic_motion_reid, synthetic_video_reid
 
 __all__ = [
     "BatchHardTripletLoss",
@@ -54,5 +54,6 @@ __all__ = [
     "read_mars",
     "read_rgb",
     "restricted_random_indices",
+    "synthetic_motion_reid",
     "synthetic_video_reid",
 ]
