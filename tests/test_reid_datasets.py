@@ -1,7 +1,8 @@
-"""MARS and iLIDS-VID folder readers (on tiny folders written here), synthetic data, clip dataset."""
+"""MARS, LS-VID and iLIDS-VID folder readers (on tiny folders written here), synthetic data, clip dataset."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,13 @@ from lstrl_layers.reid import (
     clip_transforms,
     collate_test_clips,
     read_ilidsvid,
+    read_lsvid,
     read_mars,
     synthetic_video_reid,
 )
 
 io = pytest.importorskip("scipy.io")
+h5py = pytest.importorskip("h5py")
 Image = pytest.importorskip("PIL.Image")
 
 
@@ -65,6 +68,169 @@ def test_read_mars(tmp_path: Path) -> None:
     assert Path(data.gallery[3].frames[0]).parent.name == "00-1"
     assert len(read_mars(tmp_path, query_in_gallery=False).gallery) == 4
     assert "train" in data.summary()
+
+
+def _write_v73_mat(path: Path, variables: dict[str, np.ndarray]) -> None:
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5 behind a 512-byte header, arrays in reverse axis order."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for key, value in variables.items():
+            f[key] = np.asarray(value, float).T
+    header = (
+        b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + bytes(8) + b"\x00\x02IM"
+    )
+    with open(path, "r+b") as f:
+        f.write(header)
+
+
+LSVID_TRACKS = {  # (identity, camera, frames), in list order
+    "train": [(7, 1, 3), (7, 4, 2), (12, 2, 2)],
+    "test": [(3, 1, 2), (3, 5, 3), (3, 1, 1), (8, 2, 2), (8, 3, 2)],
+}
+
+
+def _lsvid(root: Path, query: list[int], v73: bool = True) -> None:
+    """The official LS-VID layout: list_sequence/list_seq_*.txt, tracklet_*/<id>/, test/data/info_test.mat."""
+    (root / "list_sequence").mkdir(parents=True)
+    for part, specs in LSVID_TRACKS.items():
+        lines = []
+        for track, (pid, cam, length) in enumerate(specs, start=1):
+            prefix = f"tracklet_{part}/{pid:04d}/{pid:04d}_{track:03d}_{cam:02d}"
+            for frame in reversed(range(1, length + 1)):  # written out of order: the reader sorts by name
+                _write_image(root / f"{prefix}_{frame:04d}.jpg", 60 * frame)
+            lines.append(f"{prefix} {pid}")
+        (root / "list_sequence" / f"list_seq_{part}.txt").write_text("\n".join(lines) + "\n")
+    (root / "tracklet_test" / "0003" / "Thumbs.db").write_bytes(b"not an image")
+    (root / "test" / "data").mkdir(parents=True)
+    info = np.array([[0, 0, pid, cam] for pid, cam, _ in LSVID_TRACKS["test"]])
+    variables = {"query": np.array([query]), "info_test": info}
+    if v73:
+        _write_v73_mat(root / "test" / "data" / "info_test.mat", variables)
+    else:
+        io.savemat(str(root / "test" / "data" / "info_test.mat"), variables)
+
+
+@pytest.mark.parametrize("v73", [True, False], ids=["matlab-v7.3", "matlab-v5"])
+def test_read_lsvid(tmp_path: Path, v73: bool) -> None:
+    _lsvid(tmp_path / "LS-VID", query=[1, 4], v73=v73)
+    data = read_lsvid(tmp_path)  # the folder holding LS-VID/, or LS-VID/ itself
+    assert data.name == "LS-VID" and data.num_train_ids == 2 and data.junk_ids == ()
+    assert [(t.pid, t.camid, len(t)) for t in data.train] == [(0, 1, 3), (0, 4, 2), (1, 2, 2)]
+    test = [(pid, cam, length) for pid, cam, length in LSVID_TRACKS["test"]]
+    assert [(t.pid, t.camid, len(t)) for t in data.gallery] == test  # official: the whole test set
+    assert [(t.pid, t.camid) for t in data.query] == [(3, 1), (8, 2)]
+    assert data.query[1] is data.gallery[3]
+    first = Path(data.train[0].frames[0]).relative_to(tmp_path / "LS-VID").as_posix()
+    assert first == "tracklet_train/0007/0007_001_01_0001.jpg"
+    for t in data.train + data.gallery:  # frames in order, each a file of its own tracklet
+        names = [Path(f).name for f in t.frames]
+        assert names == sorted(names) and all(Path(f).is_file() for f in t.frames)
+        assert {n.split("_")[2] for n in names} == {f"{t.camid:02d}"}
+    other = read_lsvid(tmp_path / "LS-VID", query_in_gallery=False)
+    assert [(t.pid, t.camid) for t in other.gallery] == [(3, 5), (3, 1), (8, 3)]
+
+
+def _replace_line(path: Path, number: int, line: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[number - 1] = line
+    path.write_text("\n".join(lines) + "\n")
+
+
+LSVID_BREAKS = {  # what is wrong -> (change to the release, error, words the message must hold)
+    "missing list": (
+        lambda r: (r / "list_sequence" / "list_seq_test.txt").unlink(),
+        FileNotFoundError,
+        ["list_seq_test.txt"],
+    ),
+    "missing query file": (
+        lambda r: (r / "test" / "data" / "info_test.mat").unlink(),
+        FileNotFoundError,
+        ["info_test.mat"],
+    ),
+    "line without identity": (
+        lambda r: _replace_line(
+            r / "list_sequence" / "list_seq_train.txt", 2, "tracklet_train/0007/0007_002_04"
+        ),
+        ValueError,
+        ["list_seq_train.txt, line 2", "'<frame path prefix> <identity>'"],
+    ),
+    "no frame for a prefix": (
+        lambda r: _replace_line(
+            r / "list_sequence" / "list_seq_test.txt", 3, "tracklet_test/0003/0003_009_01 3"
+        ),
+        FileNotFoundError,
+        ["list_seq_test.txt, line 3", "0003_009_01"],
+    ),
+    "missing tracklet folder": (
+        lambda r: _replace_line(
+            r / "list_sequence" / "list_seq_test.txt", 1, "tracklet_test/0999/0999_001_01 999"
+        ),
+        FileNotFoundError,
+        ["line 1", "0999"],
+    ),
+    "empty list": (
+        lambda r: (r / "list_sequence" / "list_seq_train.txt").write_text("\n"),
+        ValueError,
+        ["list_seq_train.txt lists no tracklet"],
+    ),
+    "query index 0": (
+        lambda r: _write_v73_mat(r / "test" / "data" / "info_test.mat", {"query": np.array([[0, 2]])}),
+        ValueError,
+        ["1-based indices of the 5 test tracklets", "got 0"],
+    ),
+    "query index past the test list": (
+        lambda r: _write_v73_mat(r / "test" / "data" / "info_test.mat", {"query": np.array([[2, 6]])}),
+        ValueError,
+        ["5 test tracklets", "got 6"],
+    ),
+    "fractional query index": (
+        lambda r: _write_v73_mat(r / "test" / "data" / "info_test.mat", {"query": np.array([[1.5]])}),
+        ValueError,
+        ["must hold integers", "1.5"],
+    ),
+    "no query": (
+        lambda r: _write_v73_mat(r / "test" / "data" / "info_test.mat", {"query": np.zeros((1, 0))}),
+        ValueError,
+        ["lists no query"],
+    ),
+    "no query variable": (
+        lambda r: _write_v73_mat(r / "test" / "data" / "info_test.mat", {"gallery": np.array([[1]])}),
+        ValueError,
+        ["no variable 'query'"],
+    ),
+    "not a .mat file": (
+        lambda r: (r / "test" / "data" / "info_test.mat").write_text("query = [1, 4]"),
+        ValueError,
+        ["not a readable MATLAB .mat file"],
+    ),
+    "frame name without camera": (
+        lambda r: [
+            _write_image(r / "tracklet_train" / "0012" / "frame0001.jpg", 9),
+            _replace_line(r / "list_sequence" / "list_seq_train.txt", 3, "tracklet_train/0012/frame 12"),
+        ],
+        ValueError,
+        ["list_seq_train.txt, line 3", "<identity>_<tracklet>_<camera>_<frame>", "frame0001.jpg"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LSVID_BREAKS))
+def test_read_lsvid_names_what_is_wrong(tmp_path: Path, case: str) -> None:
+    _lsvid(tmp_path, query=[1, 4])
+    read_lsvid(tmp_path)  # the intact release reads
+    change, error, words = LSVID_BREAKS[case]
+    change(tmp_path)
+    with pytest.raises(error) as info:
+        read_lsvid(tmp_path)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_read_lsvid_missing_root_and_h5py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        read_lsvid(tmp_path / "nowhere")
+    _lsvid(tmp_path, query=[1])
+    monkeypatch.setitem(sys.modules, "h5py", None)  # an environment without h5py
+    with pytest.raises(ImportError, match="v7.3"):
+        read_lsvid(tmp_path)
 
 
 def _ilids(root: Path, people: int = 4) -> None:

@@ -6,7 +6,7 @@ Used by ``examples/train_video_reid.py``; import them to build your own loop:
   batches.
 - :mod:`~lstrl_layers.reid.losses`: batch-hard triplet loss, CE + triplet.
 - :mod:`~lstrl_layers.reid.metrics`: query-gallery CMC and mAP (standard ReID protocol).
-- :mod:`~lstrl_layers.reid.datasets`: MARS and iLIDS-VID readers, synthetic identities, clip dataset.
+- :mod:`~lstrl_layers.reid.datasets`: MARS, LS-VID and iLIDS-VID readers, synthetic identities, clip dataset.
 
 Sampling, losses and metrics need only torch and numpy; the datasets need the ``examples`` extra
 (torchvision; scipy for the ``.mat`` files).
@@ -19,6 +19,7 @@ from .datasets import (
     clip_transforms,
     collate_test_clips,
     read_ilidsvid,
+    read_lsvid,
     read_mars,
     read_rgb,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "evaluate_ranking",
     "pairwise_distances",
     "read_ilidsvid",
+    "read_lsvid",
     "read_mars",
     "read_rgb",
     "restricted_random_indices",

@@ -1,22 +1,26 @@
-"""Video ReID data: MARS and iLIDS-VID folder readers and a clip dataset.
+"""Video ReID data: MARS, LS-VID and iLIDS-VID folder readers and a clip dataset.
 
 A split is a :class:`VideoReIDData`: lists of :class:`Tracklet` (frames, identity, camera) for training,
 query and gallery. :class:`ClipDataset` turns a list of tracklets into clips of ``T`` frames with the
 samplers of :mod:`lstrl_layers.reid.sampling` and the augmentations of :func:`clip_transforms`
 (``torchvision.transforms.v2``: one random crop / flip / erasing per clip, shared by its frames).
 
-Needs the ``examples`` extra: ``torchvision`` (transforms; Pillow reads the images) and ``scipy`` (the
-``.mat`` files of MARS and iLIDS-VID, imported only when reading them).
+Needs the ``examples`` extra: ``torchvision`` (transforms; Pillow reads the images), ``scipy`` (the
+``.mat`` files of MARS and iLIDS-VID) and ``h5py`` (LS-VID's MATLAB v7.3 query file), imported only when
+reading them.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Literal, Union
 
+import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor
@@ -31,6 +35,7 @@ __all__ = [
     "clip_transforms",
     "collate_test_clips",
     "read_ilidsvid",
+    "read_lsvid",
     "read_mars",
     "read_rgb",
 ]
@@ -84,15 +89,91 @@ def _relabel(tracklets: list[Tracklet]) -> tuple[list[Tracklet], int]:
     return [Tracklet(t.frames, labels[t.pid], t.camid) for t in tracklets], len(labels)
 
 
-def _loadmat(path: Path, key: str) -> Any:
+def _loadmat(path: Path, key: str) -> np.ndarray:
+    """Variable ``key`` of a MATLAB file, in MATLAB's row/column order.
+
+    Versions 4 to 7.2 are read with scipy; version 7.3 files are HDF5 and read with h5py, whose arrays come
+    in the reverse axis order (MATLAB is column-major), so they are transposed back.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
     try:
         from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("reading .mat files needs scipy: pip install 'lstrl_layers[examples]'") from err
-    contents = loadmat(str(path))
+    try:
+        contents = loadmat(str(path))
+    except NotImplementedError:  # MATLAB v7.3: an HDF5 file
+        return _load_hdf5_mat(path, key)
+    except (ValueError, MatReadError) as err:
+        raise ValueError(f"{path} is not a readable MATLAB .mat file: {err}") from err
     if key not in contents:
-        raise KeyError(f"{path} has no variable {key!r} (found {sorted(k for k in contents if k[0] != '_')})")
-    return contents[key]
+        found = sorted(k for k in contents if not k.startswith("_"))
+        raise ValueError(f"{path} has no variable {key!r} (found {found})")
+    return np.asarray(contents[key])
+
+
+def _load_hdf5_mat(path: Path, key: str) -> np.ndarray:
+    try:
+        import h5py
+    except ImportError as err:
+        raise ImportError(
+            f"{path} is a MATLAB v7.3 (HDF5) file, which needs h5py: pip install 'lstrl_layers[examples]'"
+        ) from err
+    with h5py.File(path, "r") as contents:
+        if key not in contents or not isinstance(contents[key], h5py.Dataset):
+            raise ValueError(f"{path} has no variable {key!r} (found {sorted(contents)})")
+        return np.asarray(contents[key][()]).T
+
+
+def _integers(values: np.ndarray, where: str) -> np.ndarray:
+    """``values`` as int64, or a ValueError naming ``where`` and the first value that is not an integer."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{where} must hold numbers, got an array of {array.dtype}")
+    bad = ~np.isfinite(array) | (array != np.round(array)) if array.dtype.kind == "f" else np.zeros(0, bool)
+    if bad.any():
+        raise ValueError(f"{where} must hold integers, got {array[bad].flat[0]!r}")
+    return array.astype(np.int64)
+
+
+def _query_rows(indices: np.ndarray, num_test: int, where: str) -> list[int]:
+    """0-based test rows from 1-based query indices, each checked against the size of the test set."""
+    rows = _integers(indices, where).ravel()
+    if rows.size == 0:
+        raise ValueError(f"{where} lists no query")
+    outside = rows[(rows < 1) | (rows > num_test)]
+    if outside.size:
+        raise ValueError(
+            f"{where} must hold 1-based indices of the {num_test} test tracklets, got {int(outside[0])}"
+        )
+    return [int(i) - 1 for i in rows]
+
+
+def _query_gallery(
+    test: list[Tracklet], query_rows: list[int], query_in_gallery: bool
+) -> tuple[list[Tracklet], list[Tracklet]]:
+    query = [test[i] for i in query_rows]
+    if query_in_gallery:
+        return query, test
+    chosen = set(query_rows)
+    return query, [t for i, t in enumerate(test) if i not in chosen]
+
+
+def _checked(data: VideoReIDData, root: Path) -> VideoReIDData:
+    """``data`` if every part has tracklets and every tracklet frames, else a ValueError naming the part."""
+    for part, tracks in (("train", data.train), ("query", data.query), ("gallery", data.gallery)):
+        if not tracks:
+            raise ValueError(f"{data.name} under {root}: the {part} set is empty")
+        empty = next((i for i, t in enumerate(tracks) if len(t) == 0), None)
+        if empty is not None:
+            t = tracks[empty]
+            raise ValueError(
+                f"{data.name} under {root}: {part} tracklet {empty} (identity {t.pid}, camera {t.camid}) "
+                "has no frame"
+            )
+    return data
 
 
 def read_mars(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData:
@@ -130,6 +211,107 @@ def read_mars(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData:
         chosen = set(query_index)
         gallery = [t for i, t in enumerate(test) if i not in chosen]
     return VideoReIDData(train, query, gallery, num_train_ids, junk_ids=(-1,), name="MARS")
+
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class _FolderIndex:
+    """Sorted image names per folder, listed once, to find the frames that start with a prefix."""
+
+    def __init__(self) -> None:
+        self._names: dict[Path, list[str]] = {}
+
+    def frames(self, folder: Path, prefix: str) -> list[str]:
+        if folder not in self._names:
+            with os.scandir(folder) as entries:
+                self._names[folder] = sorted(
+                    e.name for e in entries if e.is_file() and e.name.lower().endswith(_IMAGE_SUFFIXES)
+                )
+        names = self._names[folder]
+        start = bisect.bisect_left(names, prefix)
+        stop = start
+        while stop < len(names) and names[stop].startswith(prefix):
+            stop += 1
+        return names[start:stop]
+
+
+def _read_sequence_list(path: Path) -> list[tuple[int, str, int]]:
+    """``(line number, frame path prefix, identity)`` of each line of an LS-VID sequence list."""
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not re.fullmatch(r"-?\d+", fields[1]):
+            raise ValueError(
+                f"{path}, line {number}: expected '<frame path prefix> <identity>', got {line!r}"
+            )
+        entries.append((number, fields[0], int(fields[1])))
+    if not entries:
+        raise ValueError(f"{path} lists no tracklet")
+    return entries
+
+
+def _lsvid_tracklets(root: Path, list_file: Path, index: _FolderIndex) -> list[Tracklet]:
+    out = []
+    for number, prefix, pid in _read_sequence_list(list_file):
+        where = f"{list_file}, line {number}"
+        folder_part, _, name_prefix = prefix.rpartition("/")
+        folder = root / folder_part
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{where}: folder {folder} of tracklet {prefix!r} not found")
+        names = index.frames(folder, name_prefix)
+        if not names:
+            raise FileNotFoundError(f"{where}: no image in {folder} whose name starts with {name_prefix!r}")
+        cams = {name.split("_")[2] if name.count("_") >= 3 else "" for name in names}
+        if len(cams) != 1 or not next(iter(cams)).isdigit():
+            raise ValueError(
+                f"{where}: frames must be named '<identity>_<tracklet>_<camera>_<frame>' with one camera "
+                f"per tracklet, got {names[0]!r} .. {names[-1]!r}"
+            )
+        out.append(Tracklet(tuple(str(folder / name) for name in names), pid, int(cams.pop())))
+    return out
+
+
+def read_lsvid(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData:
+    """LS-VID (Li et al., ICCV 2019), the official release under ``root`` (or ``root/LS-VID``).
+
+    The layout read is the one the release ships and the public LS-VID loaders read (e.g. BiCnet-TKS's
+    ``data_manager/lsvid.py``):
+
+    - ``list_sequence/list_seq_train.txt``, ``list_sequence/list_seq_test.txt``: one tracklet per line,
+      ``<frame path prefix> <identity>``, the prefix relative to ``root`` (``tracklet_train/...``,
+      ``tracklet_test/...``). The tracklet's frames are the images of that folder whose names start with
+      the prefix, in name order; a name is ``<identity>_<tracklet>_<camera>_<frame>`` and the camera
+      (1..15) is its third ``_``-separated field.
+    - ``test/data/info_test.mat`` (MATLAB v7.3, i.e. HDF5, read with h5py; older .mat versions with scipy):
+      variable ``query``, the 1-based lines of ``list_seq_test.txt`` that are queries.
+
+    ``query_in_gallery=True`` is the official protocol (the release's evaluation script): every query is
+    ranked against the whole test set, and the query itself is removed by the same identity / same camera
+    rule. ``False``: the gallery is the test set without the queries (as some re-implementations do). No
+    identity is junk. Training identities are relabelled ``0..N-1`` in sorted order.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"LS-VID root {root} not found")
+    if not (root / "list_sequence").is_dir() and (root / "LS-VID" / "list_sequence").is_dir():
+        root = root / "LS-VID"
+    files = [root / "list_sequence" / f"list_seq_{part}.txt" for part in ("train", "test")]
+    files.append(root / "test" / "data" / "info_test.mat")
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"LS-VID: {path} not found (expected the official release: list_sequence/, test/data/, "
+                "tracklet_train/, tracklet_test/)"
+            )
+    index = _FolderIndex()
+    train, num_train_ids = _relabel(_lsvid_tracklets(root, files[0], index))
+    test = _lsvid_tracklets(root, files[1], index)
+    query_rows = _query_rows(_loadmat(files[2], "query"), len(test), f"{files[2]} variable 'query'")
+    query, gallery = _query_gallery(test, query_rows, query_in_gallery)
+    return _checked(VideoReIDData(train, query, gallery, num_train_ids, name="LS-VID"), root)
 
 
 def read_ilidsvid(
