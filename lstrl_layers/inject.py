@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ._clip_block import _check_positive_int, _ClipBlock
+from ._timm import Stage, feature_dicts, resolve_stage, run_dummy_frame
 from .block import LSTRLBlock
 
-Stage = Union[int, str]
+__all__ = ["BLOCKS_ATTR", "Stage", "inject_lstrl", "set_num_frames"]
 
 BLOCKS_ATTR = "lstrl"  # the one attribute inject_lstrl adds to a model: a ModuleDict of the injected blocks
 
@@ -44,105 +44,8 @@ class _StageHook:
         return self.block(output[0])
 
 
-def _feature_dicts(model: nn.Module) -> list[dict[str, Any]]:
-    """A timm model's ``feature_info`` (a list, or ``features_only``'s ``FeatureInfo``) as a list of dicts."""
-    info = getattr(model, "feature_info", None)
-    if info is None:
-        raise ValueError(
-            f"inject_lstrl needs a timm model with `feature_info` (stage names and channels); "
-            f"{type(model).__name__} has none"
-        )
-    dicts = info.info if hasattr(info, "info") else info  # features_only: timm FeatureInfo, all stages
-    if not isinstance(dicts, (list, tuple)) or not all(
-        isinstance(d, Mapping) and "module" in d for d in dicts
-    ):
-        raise ValueError(f"{type(model).__name__}.feature_info is not a list of stage dicts: {info!r}")
-    return [dict(d) for d in dicts]
-
-
 def _stage_key(module_name: str) -> str:
     return module_name.replace(".", "_")  # ModuleDict keys cannot hold dots
-
-
-def _feature_location(model: nn.Module, index: int, name: str) -> str:
-    """The module whose output is feature ``index``, where timm's ``feature_info`` names no real module.
-
-    timm's HRNet lists ``"stem"``, ``"stage1"``.. but takes its features after ``act1`` and, for the later
-    ones, from each final branch after the head's channel-increase module (``incre_modules``): the maps with
-    ``feature_info``'s channel counts that a ``features_only`` HRNet returns.
-    """
-    if type(model).__name__ in ("HighResolutionNet", "HighResolutionNetFeatures"):
-        if index == 0:
-            return "act1"
-        if getattr(model, "incre_modules", None) is not None:
-            return f"incre_modules.{index - 1}"
-    return name
-
-
-def _resolve_stage(
-    model: nn.Module, stage: Stage, dicts: list[dict[str, Any]]
-) -> tuple[str, nn.Module, bool]:
-    """Map a stage index or name to (feature_info module name, the module to hook, whether pre-hook)."""
-    names = [d["module"] for d in dicts]
-    valid = ", ".join(f"{i}={n!r}" for i, n in enumerate(names))
-    if isinstance(stage, bool) or not isinstance(stage, (int, str)):
-        raise ValueError(
-            f"stages must hold ints or str, got {stage!r} ({type(stage).__name__}); valid: {valid}"
-        )
-    if isinstance(stage, int):
-        if not 0 <= stage < len(names):
-            raise ValueError(f"stage index {stage} does not exist in {type(model).__name__}; valid: {valid}")
-        index = stage
-    elif stage in names:
-        index = names.index(stage)
-    else:
-        raise ValueError(f"stage {stage!r} does not exist in {type(model).__name__}; valid: {valid}")
-    name = names[index]
-    location = _feature_location(model, index, name)
-    # features_only models flatten the first level of nn.Sequential containers into their own children
-    # ("stages.1" -> "stages_1", FeatureListNet) or keep the whole model under ``model`` (FeatureGetterNet)
-    for candidate in dict.fromkeys((location, location.replace(".", "_", 1), f"model.{location}")):
-        try:
-            module = model.get_submodule(candidate)
-        except AttributeError:
-            continue
-        return name, module, dicts[index].get("hook_type", "forward") == "forward_pre"
-    raise ValueError(
-        f"stage {stage!r} ({name!r}) is listed in feature_info but not present in this "
-        f"{type(model).__name__} (a features_only model keeps only the stages up to its last out_index)"
-    )
-
-
-def _run_dummy_frame(model: nn.Module, purpose: str) -> None:
-    """Run one zero frame of the model's default input size through ``model`` (eval mode, no grad).
-
-    Raises:
-        ValueError: the model fails on it; the message says what the run was for (``purpose``).
-    """
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    input_size = tuple(cfg.get("input_size", (3, 224, 224)))
-    patch_embed_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    if patch_embed_size is not None:  # models built for another size (img_size=...) accept only that one
-        input_size = (input_size[0], *patch_embed_size)
-    param = next(model.parameters(), None)
-    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
-    was_training = model.training
-    blocks = {m: m.num_frames for m in model.modules() if isinstance(m, _ClipBlock)}  # injected earlier
-    try:
-        model.eval()  # no BatchNorm statistics updates from the dummy input
-        for block in blocks:
-            block.num_frames = 1  # one frame is one clip
-        with torch.no_grad():
-            model(torch.zeros((1, *input_size), device=device, dtype=dtype))
-    except Exception as err:
-        raise ValueError(
-            f"one dummy frame of size {input_size} run through "
-            f"{type(model).__name__} {purpose} made the model fail: {type(err).__name__}: {err}"
-        ) from err
-    finally:
-        model.train(was_training)
-        for block, num_frames in blocks.items():
-            block.num_frames = num_frames
 
 
 def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module, bool]]) -> dict[str, Any]:
@@ -157,7 +60,7 @@ def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module
         hook = module.register_forward_pre_hook(capture) if pre else module.register_forward_hook(capture)
         handles.append(hook)
     try:
-        _run_dummy_frame(model, "to find the output of each stage to inject")
+        run_dummy_frame(model, "to find the output of each stage to inject")
     finally:
         for hook in handles:
             hook.remove()
@@ -216,13 +119,13 @@ def inject_lstrl(
         raise ValueError("inject_lstrl needs at least one branch, got mae=False and bme=False")
     if isinstance(stages, (int, str)) or not isinstance(stages, Sequence) or len(stages) == 0:
         raise ValueError(f"stages must be a non-empty list of stage indices or names, got {stages!r}")
-    dicts = _feature_dicts(model)
+    dicts = feature_dicts(model)
     injected = getattr(model, BLOCKS_ATTR, None)
     if injected is not None and not isinstance(injected, _InjectedBlocks):
         raise ValueError(f"{type(model).__name__} already has an attribute {BLOCKS_ATTR!r} that is not ours")
     targets: dict[str, tuple[nn.Module, bool]] = {}
     for stage in stages:
-        name, module, pre = _resolve_stage(model, stage, dicts)
+        name, module, pre = resolve_stage(model, stage, dicts)
         if name in targets or (injected is not None and _stage_key(name) in injected):
             raise ValueError(f"stage {stage!r} ({name!r}) is injected twice; stages={list(stages)!r}")
         targets[name] = (module, pre)

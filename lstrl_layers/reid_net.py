@@ -10,75 +10,10 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from ._clip_block import _check_positive_int
-from .inject import (
-    BLOCKS_ATTR,
-    Stage,
-    _feature_dicts,
-    _resolve_stage,
-    _run_dummy_frame,
-    inject_lstrl,
-    set_num_frames,
-)
+from ._timm import Stage, set_last_stride_one
+from .inject import BLOCKS_ATTR, inject_lstrl, set_num_frames
 
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
-
-
-def _set_last_stride_one(model: nn.Module) -> None:
-    """Make the last ``feature_info`` stage keep its input resolution (the ReID "last stride = 1").
-
-    The layers that run after the previous ``feature_info`` point and up to the end of the last stage are
-    searched (in registration order, which is execution order in timm's CNNs). Stride-2 convolutions and
-    pooling among them whose padding keeps the size at stride 1 get stride 1 (no dilation, as in BoT's and
-    LSTRL's ResNet-50); stride-2 pooling that only downsamples (kernel == stride == 2, e.g. ResNet-D
-    shortcuts, DenseNet transitions) becomes an identity. Patchify convolutions (kernel == stride == 2,
-    ConvNeXt) cannot keep their receptive field at stride 1 and are refused.
-    """
-    dicts = _feature_dicts(model)
-    if len(dicts) < 2 or dicts[-1].get("reduction") == dicts[-2].get("reduction"):
-        return  # the last stage does not downsample
-    last_name, last_stage, _ = _resolve_stage(model, len(dicts) - 1, dicts)
-    _, previous_stage, _ = _resolve_stage(model, len(dicts) - 2, dicts)
-    named = list(model.named_modules())
-    previous_end, last_end = (_last_index_within(named, stage) for stage in (previous_stage, last_stage))
-    changed = []
-    for sub_name, module in named[previous_end + 1 : last_end + 1]:
-        stride = getattr(module, "stride", None)
-        if stride not in (2, (2, 2)) or next(module.children(), None) is not None:
-            continue  # blocks store their stride too: only the layers that apply it are changed
-        kernel = getattr(module, "kernel_size", None)
-        if isinstance(module, (nn.Conv2d, nn.AvgPool2d, nn.MaxPool2d)) and _keeps_size_at_stride_one(module):
-            module.stride = (1, 1) if isinstance(module, nn.Conv2d) else 1
-        elif isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)) and kernel in (2, (2, 2)):
-            parent_name, _, child = sub_name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, nn.Identity())
-        else:
-            raise ValueError(
-                f"last_stride=1 does not know how to remove the stride of {sub_name} "
-                f"({type(module).__name__}, kernel {kernel}); use last_stride=2 for this model"
-            )
-        changed.append(sub_name)
-    if not changed:
-        raise ValueError(
-            f"last_stride=1: found no stride-2 layer up to the last stage {last_name!r}; use last_stride=2"
-        )
-    _run_dummy_frame(model, f"after last_stride=1 removed the stride of {changed} (use last_stride=2)")
-
-
-def _last_index_within(named: list[tuple[str, nn.Module]], stage: nn.Module) -> int:
-    """Index in ``named`` of the last module that is ``stage`` or one of its submodules."""
-    members = {id(m) for m in stage.modules()}
-    return max(i for i, (_, m) in enumerate(named) if id(m) in members)
-
-
-def _keeps_size_at_stride_one(module: nn.Module) -> bool:
-    """Whether a conv / pool gives an output of its input's size once its stride is 1."""
-    if "Same" in type(module).__name__:  # timm's Conv2dSame / AvgPool2dSame pad for any stride at run time
-        return True
-    pairs = (getattr(module, "kernel_size", 1), getattr(module, "padding", 0), getattr(module, "dilation", 1))
-    kernel, padding, dilation = (v if isinstance(v, tuple) else (v, v) for v in pairs)
-    if any(isinstance(p, str) for p in padding):
-        return False
-    return all(2 * p == d * (k - 1) for k, p, d in zip(kernel, padding, dilation))
 
 
 class VideoReIDNet(nn.Module):
@@ -104,6 +39,9 @@ class VideoReIDNet(nn.Module):
         bme_kwargs: further :class:`BME` arguments.
         **timm_kwargs: passed to :func:`timm.create_model` (e.g. ``pretrained_cfg_overlay=dict(file=...)``).
 
+    ``config`` holds these arguments; :func:`lstrl_layers.reid.save_model` stores them with the weights and
+    :func:`lstrl_layers.reid.load_model` rebuilds the model from that file.
+
     Shape:
         - Input: ``(B, T, 3, H, W)``.
         - Output, train mode: ``(logits, feature)``, ``(B, num_classes)`` and the clip feature before the
@@ -128,11 +66,16 @@ class VideoReIDNet(nn.Module):
     ) -> None:
         super().__init__()
         _check_positive_int("num_classes", num_classes)
+        self.config: dict[str, Any] = dict(  # the arguments that rebuild this model (see reid.load_model)
+            model_name=model_name, num_classes=num_classes, stages=stages, num_frames=num_frames,
+            mae=mae, bme=bme, pretrained=pretrained, last_stride=last_stride, zero_init=zero_init,
+            mae_kwargs=dict(mae_kwargs or {}), bme_kwargs=dict(bme_kwargs or {}), **timm_kwargs,
+        )  # fmt: skip
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
         self.backbone = timm.create_model(model_name, pretrained=pretrained, num_classes=0, **timm_kwargs)
         if last_stride == 1:
-            _set_last_stride_one(self.backbone)
+            set_last_stride_one(self.backbone)
         if len(stages) > 0 and (mae or bme):
             inject_lstrl(
                 self.backbone, stages, num_frames=num_frames, mae=mae, bme=bme, zero_init=zero_init,
