@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 
 from lstrl_layers.reid import (
     ClipDataset,
+    Tracklet,
     clip_transforms,
     collate_test_clips,
     read_ilidsvid,
@@ -68,6 +71,121 @@ def test_read_mars(tmp_path: Path) -> None:
     assert Path(data.gallery[3].frames[0]).parent.name == "00-1"
     assert len(read_mars(tmp_path, query_in_gallery=False).gallery) == 4
     assert "train" in data.summary()
+
+
+def _set_rows(root: Path, part: str, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Rewrite ``tracks_<part>_info.mat`` of a MARS tree with ``change(rows)``."""
+    path = root / "info" / f"tracks_{part}_info.mat"
+    rows = io.loadmat(str(path))[f"track_{part}_info"].astype(float)
+    io.savemat(str(path), {f"track_{part}_info": change(rows)})
+
+
+def _set_cell(part: str, row: int, col: int, value: float) -> Callable[[Path], None]:
+    def change(rows: np.ndarray) -> np.ndarray:
+        rows[row, col] = value
+        return rows
+
+    return lambda root: _set_rows(root, part, change)
+
+
+MARS_BREAKS = {  # what is wrong -> (change to the release, error, words the message must hold)
+    "missing query index": (
+        lambda r: (r / "info" / "query_IDX.mat").unlink(),
+        FileNotFoundError,
+        ["query_IDX.mat not found"],
+    ),
+    "missing bbox_test": (
+        lambda r: shutil.rmtree(r / "bbox_test"),
+        FileNotFoundError,
+        ["bbox_test not found"],
+    ),
+    "missing frame": (
+        lambda r: (r / "bbox_train" / "0009" / "0009C1T0003F001.jpg").unlink(),
+        FileNotFoundError,
+        ["row 3", "0009C1T0003F001.jpg not found"],
+    ),
+    "row past the name list": (
+        _set_cell("train", 2, 1, 99),
+        ValueError,
+        ["track_train_info', row 3", "[6, 99]", "<= 7"],
+    ),
+    "row starting at 0": (
+        _set_cell("test", 0, 0, 0),
+        ValueError,
+        ["track_test_info', row 1", "1 <= first <= last"],
+    ),
+    "row ending before it starts": (
+        _set_cell("train", 0, 1, 0),
+        ValueError,
+        ["row 1", "[1, 0]"],
+    ),
+    "row with another identity than its frames": (
+        _set_cell("train", 2, 2, 6),
+        ValueError,
+        ["row 3 says identity 6, camera 1", "0009C1T0003F001.jpg"],
+    ),
+    "row with another camera than its frames": (
+        _set_cell("test", 2, 3, 2),
+        ValueError,
+        ["row 3 says identity 5, camera 2"],
+    ),
+    "fractional row value": (
+        _set_cell("train", 0, 1, 2.5),
+        ValueError,
+        ["must hold integers", "2.5"],
+    ),
+    "rows of three columns": (
+        lambda r: _set_rows(r, "train", lambda rows: rows[:, :3]),
+        ValueError,
+        ["(tracklets, 4) matrix", "(3, 3)"],
+    ),
+    "no training tracklet": (
+        lambda r: _set_rows(r, "train", lambda rows: np.zeros((0, 4))),
+        ValueError,
+        ["track_train_info", "(tracklets, 4) matrix"],
+    ),
+    "empty name list": (
+        lambda r: (r / "info" / "train_name.txt").write_text("\n"),
+        ValueError,
+        ["train_name.txt lists no image"],
+    ),
+    "query index past the test set": (
+        lambda r: io.savemat(str(r / "info" / "query_IDX.mat"), {"query_IDX": np.array([[1, 6]])}),
+        ValueError,
+        ["query_IDX", "5 test tracklets", "got 6"],
+    ),
+    "no query": (
+        lambda r: io.savemat(str(r / "info" / "query_IDX.mat"), {"query_IDX": np.zeros((1, 0))}),
+        ValueError,
+        ["lists no query"],
+    ),
+    "misnamed variable": (
+        lambda r: io.savemat(str(r / "info" / "query_IDX.mat"), {"query": np.array([[1]])}),
+        ValueError,
+        ["no variable 'query_IDX'", "['query']"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MARS_BREAKS))
+def test_read_mars_names_what_is_wrong(tmp_path: Path, case: str) -> None:
+    _mars(tmp_path)
+    read_mars(tmp_path)  # the intact release reads
+    change, error, words = MARS_BREAKS[case]
+    change(tmp_path)
+    with pytest.raises(error) as info:
+        read_mars(tmp_path)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_read_mars_root_and_arguments(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="MARS root .*nowhere"):
+        read_mars(tmp_path / "nowhere")
+    _mars(tmp_path)
+    with pytest.raises(TypeError, match="query_in_gallery"):
+        read_mars(tmp_path, query_in_gallery="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="root"):
+        read_mars(None)  # type: ignore[arg-type]
 
 
 def _write_v73_mat(path: Path, variables: dict[str, np.ndarray]) -> None:
@@ -244,6 +362,15 @@ def _ilids(root: Path, people: int = 4) -> None:
                 )
 
 
+def _write_split(rows: list[list[int]]) -> Callable[[Path], None]:
+    def write(root: Path) -> None:
+        path = root / "train-test people splits" / "train_test_splits_ilidsvid.mat"
+        path.parent.mkdir(exist_ok=True)
+        io.savemat(str(path), {"ls_set": np.array(rows)})
+
+    return write
+
+
 def test_read_ilidsvid_with_split_file(tmp_path: Path) -> None:
     _ilids(tmp_path)
     split_file = tmp_path / "train-test people splits" / "train_test_splits_ilidsvid.mat"
@@ -272,6 +399,71 @@ def test_read_ilidsvid_random_split_is_seeded_and_disjoint(tmp_path: Path) -> No
         read_ilidsvid(tmp_path / "nowhere")
 
 
+ILIDS_BREAKS = {  # what is wrong -> (change to the release, arguments, error, words the message must hold)
+    "no person folder": (
+        lambda r: [shutil.rmtree(p) for p in (r / "i-LIDS-VID" / "sequences" / "cam1").iterdir()],
+        {},
+        ValueError,
+        ["cam1 must hold person folders", "found 0"],
+    ),
+    "missing camera folder": (
+        lambda r: shutil.rmtree(r / "i-LIDS-VID" / "sequences" / "cam2"),
+        {},
+        FileNotFoundError,
+        ["cam2 not found"],
+    ),
+    "person missing in cam2": (
+        lambda r: shutil.rmtree(r / "i-LIDS-VID" / "sequences" / "cam2" / "person003"),
+        {},
+        FileNotFoundError,
+        ["cam2/person003 not found"],
+    ),
+    "person folder without frames": (
+        lambda r: [p.unlink() for p in (r / "i-LIDS-VID" / "sequences" / "cam1" / "person002").iterdir()],
+        {},
+        ValueError,
+        ["cam1/person002 holds no .png frame"],
+    ),
+    "split row past the table": (
+        _write_split([[1, 2, 3, 4], [4, 3, 2, 1]]),
+        {"split": 2},
+        ValueError,
+        ["0..1", "2"],
+    ),
+    "split row that is not a permutation": (
+        _write_split([[1, 1, 2, 3]]),
+        {},
+        ValueError,
+        ["row 0", "1..4", "once each"],
+    ),
+    "split row of another data set": (
+        _write_split([[1, 2, 3, 4, 5, 6]]),
+        {},
+        ValueError,
+        ["1..4", "6 values from 1 to 6"],
+    ),
+    "split given as text": (lambda r: None, {"split": "0"}, TypeError, ["split must be an int", "'0'"]),
+    "negative split": (lambda r: None, {"split": -1}, ValueError, ["split must be an int >= 0"]),
+    "missing split file": (
+        lambda r: None,
+        {"split_file": "nowhere/splits.mat"},
+        FileNotFoundError,
+        ["nowhere/splits.mat not found"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ILIDS_BREAKS))
+def test_read_ilidsvid_names_what_is_wrong(tmp_path: Path, case: str) -> None:
+    _ilids(tmp_path)
+    read_ilidsvid(tmp_path)  # the intact release reads
+    change, kwargs, error, words = ILIDS_BREAKS[case]
+    change(tmp_path)
+    with pytest.raises(error) as info:
+        read_ilidsvid(tmp_path, **kwargs)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
 def test_clip_dataset_reads_and_resizes_frames(tmp_path: Path) -> None:
     _mars(tmp_path)
     data = read_mars(tmp_path)
@@ -290,6 +482,94 @@ def test_clip_dataset_reads_and_resizes_frames(tmp_path: Path) -> None:
     assert batch[1].tolist() == [2, 1, 1] and batch[2].tolist() == [5, 5, 0]
     with pytest.raises(ValueError):
         ClipDataset(data.gallery, 2, (16, 8), "all")
+
+
+def _tracklet(frames: int = 3) -> Tracklet:
+    return Tracklet(torch.zeros(frames, 3, 8, 4, dtype=torch.uint8), 0, 0)
+
+
+CLIP_DATASET_BREAKS = {  # argument -> (keyword arguments, error, words the message must hold)
+    "clip_len 0": ({"clip_len": 0}, ValueError, ["clip_len must be an int >= 1, got 0"]),
+    "clip_len float": ({"clip_len": 4.0}, TypeError, ["clip_len must be an int, got 4.0"]),
+    "clip_len bool": ({"clip_len": True}, TypeError, ["clip_len must be an int, got True"]),
+    "size of one value": ({"size": (8,)}, ValueError, ["size must be (H, W)", "(8,)"]),
+    "size 0": ({"size": (0, 4)}, ValueError, ["size must be (H, W)", "(0, 4)"]),
+    "size as text": ({"size": "8x4"}, ValueError, ["size must be (H, W)", "'8x4'"]),
+    "max_clips 0": ({"max_clips": 0}, ValueError, ["max_clips must be an int >= 1, got 0"]),
+    "unknown sampling": ({"sampling": "all"}, ValueError, ["'rrs', 'first' or 'dense'", "'all'"]),
+    "transform not callable": ({"transform": "flip"}, TypeError, ["transform must be callable", "'flip'"]),
+    "no tracklet": ({"tracklets": []}, ValueError, ["tracklets is empty"]),
+    "tracklet without frames": (
+        {"tracklets": [_tracklet(), _tracklet(0)]},
+        ValueError,
+        ["tracklets[1]", "no frame"],
+    ),
+    "path list without frames": (
+        {"tracklets": [Tracklet((), 4, 1)]},
+        ValueError,
+        ["tracklets[0] (identity 4, camera 1) has no frame"],
+    ),
+    "float frames": (
+        {"tracklets": [Tracklet(torch.rand(3, 3, 8, 4), 0, 0)]},
+        ValueError,
+        ["uint8 (N, 3, H, W)", "torch.float32"],
+    ),
+    "float identity": (
+        {"tracklets": [Tracklet(torch.zeros(3, 3, 8, 4, dtype=torch.uint8), 1.7, 0)]},
+        TypeError,
+        ["tracklets[0].pid must be an int, got 1.7"],
+    ),
+    "seed as text": ({"seed": "0"}, TypeError, ["seed must be an int, got '0'"]),
+    "not a tracklet": ({"tracklets": [("a.jpg",)]}, TypeError, ["tracklets[0] must be a Tracklet", "tuple"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CLIP_DATASET_BREAKS))
+def test_clip_dataset_refuses_bad_arguments(case: str) -> None:
+    good = {"tracklets": [_tracklet()], "clip_len": 2, "size": (8, 4), "sampling": "dense"}
+    ClipDataset(**good)  # type: ignore[arg-type]
+    kwargs, error, words = CLIP_DATASET_BREAKS[case]
+    with pytest.raises(error) as info:
+        ClipDataset(**{**good, **kwargs})  # type: ignore[arg-type]
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"size": (16, 0)}, ValueError, ["size must be (H, W)", "(16, 0)"]),
+        ({"train": "yes"}, TypeError, ["train must be True or False", "'yes'"]),
+        ({"padding": -1}, ValueError, ["padding must be an int >= 0, got -1"]),
+        ({"erasing": 1.5}, ValueError, ["erasing must be a probability in [0, 1], got 1.5"]),
+    ],
+)
+def test_clip_transforms_refuses_bad_arguments(kwargs: dict, error: type, words: list[str]) -> None:
+    clip_transforms((16, 8), train=True, padding=0, erasing=1.0)  # the limits themselves are accepted
+    with pytest.raises(error) as info:
+        clip_transforms(**{"size": (16, 8), "train": True, **kwargs})
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_collate_test_clips_refuses_what_it_cannot_batch() -> None:
+    dense = ClipDataset([_tracklet(5), _tracklet(2)], 2, (8, 4), "dense")
+    clips, counts, _, _ = collate_test_clips([dense[0], dense[1]])
+    assert clips.shape == (4, 2, 3, 8, 4) and counts.tolist() == [3, 1]
+    rrs = ClipDataset([_tracklet()], 2, (8, 4), "rrs")
+    other_size = ClipDataset([_tracklet()], 2, (16, 8), "first")
+    cases = [
+        ([], ValueError, "batch is empty"),
+        (
+            [dense[0], rrs[0]],
+            ValueError,
+            "batch[1] clips must be (N, T, 3, H, W) like batch[0] (3, 2, 3, 8, 4)",
+        ),
+        ([dense[0], other_size[0]], ValueError, "got (1, 2, 3, 16, 8)"),
+        ([dense[0], dense[0][0]], TypeError, "batch[1] must be a ClipDataset test item"),
+    ]
+    for batch, error, words in cases:
+        with pytest.raises(error) as info:
+            collate_test_clips(batch)
+        assert words in str(info.value), str(info.value)
 
 
 def test_train_transform_is_shared_by_the_frames_of_a_clip() -> None:

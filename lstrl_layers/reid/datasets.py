@@ -176,6 +176,79 @@ def _checked(data: VideoReIDData, root: Path) -> VideoReIDData:
     return data
 
 
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _int(name: str, value: object, minimum: int | None = None) -> int:
+    """``value`` if it is an int (not a bool) and at least ``minimum``; TypeError / ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _size(value: object) -> tuple[int, int]:
+    """``(H, W)`` of two ints >= 1."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"size must be (H, W), two ints >= 1, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in value):
+        raise ValueError(f"size must be (H, W), two ints >= 1, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _root(root: str | Path, dataset: str) -> Path:
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path, got {root!r}")
+    path = Path(root)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{dataset} root {path} not found (no such folder)")
+    return path
+
+
+_MARS_NAME = re.compile(r"(\d{4}|00-1)C(\d)T\d{4}F\d{3}\.\w+")
+
+
+def _mars_tracklets(root: Path, part: str) -> list[Tracklet]:
+    """The tracklets of ``bbox_<part>``, from ``info/<part>_name.txt`` and ``info/tracks_<part>_info.mat``."""
+    name_file, mat = root / "info" / f"{part}_name.txt", root / "info" / f"tracks_{part}_info.mat"
+    names = name_file.read_text().split()
+    if not names:
+        raise ValueError(f"{name_file} lists no image")
+    where = f"{mat} variable 'track_{part}_info'"
+    rows = _integers(_loadmat(mat, f"track_{part}_info"), where)
+    if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] < 4:
+        raise ValueError(
+            f"{where} must be a (tracklets, 4) matrix of [first, last, identity, camera] rows, "
+            f"got shape {rows.shape}"
+        )
+    folder = root / f"bbox_{part}"
+    out = []
+    for number, (first, last, pid, camid) in enumerate(rows[:, :4].tolist(), start=1):
+        if not 1 <= first <= last <= len(names):
+            raise ValueError(
+                f"{where}, row {number}: frames [{first}, {last}] must satisfy 1 <= first <= last <= "
+                f"{len(names)} (1-based lines of {name_file.name})"
+            )
+        for name in (names[first - 1], names[last - 1]):
+            match = _MARS_NAME.fullmatch(name)
+            if match is None:
+                raise ValueError(f"{name_file}: {name!r} is not a MARS image name like '0001C1T0001F001.jpg'")
+            if (-1 if match[1] == "00-1" else int(match[1]), int(match[2])) != (pid, camid):
+                raise ValueError(
+                    f"{where}, row {number} says identity {pid}, camera {camid}, but its frames "
+                    f"[{first}, {last}] include {name!r}"
+                )
+        paths = tuple(str(folder / name[:4] / name) for name in names[first - 1 : last])
+        if not Path(paths[0]).is_file():
+            raise FileNotFoundError(f"{where}, row {number}: frame {paths[0]} not found")
+        out.append(Tracklet(paths, pid, camid))
+    return out
+
+
 def read_mars(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData:
     """The MARS release: ``bbox_train/``, ``bbox_test/`` and ``info/`` under ``root``.
 
@@ -187,30 +260,30 @@ def read_mars(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData:
     ``query_in_gallery=True`` (the official protocol) ranks every query against the whole test set; the
     query itself is then removed by the same identity / same camera rule. ``False``: the gallery is the test
     set without the query tracklets (as some re-implementations do).
+
+    Raises ``FileNotFoundError`` naming a missing file or folder, ``ValueError`` naming the file and row of
+    an index that does not fit the name list (frames out of range, identity or camera not those of its
+    images, a query index past the test set) or an empty part.
     """
-    root = Path(root)
+    root = _root(root, "MARS")
+    _bool("query_in_gallery", query_in_gallery)
     info = root / "info"
-
-    def tracklets(part: str, key: str) -> list[Tracklet]:
-        names = (info / f"{part}_name.txt").read_text().split()
-        rows = _loadmat(info / f"tracks_{part}_info.mat", key)
-        folder = root / f"bbox_{part}"
-        out = []
-        for first, last, pid, camid in (tuple(int(v) for v in row[:4]) for row in rows):
-            paths = tuple(str(folder / name[:4] / name) for name in names[first - 1 : last])
-            out.append(Tracklet(paths, pid, camid))
-        return out
-
-    train, num_train_ids = _relabel(tracklets("train", "track_train_info"))
-    test = tracklets("test", "track_test_info")
-    query_index = [int(i) - 1 for i in _loadmat(info / "query_IDX.mat", "query_IDX").ravel()]
-    query = [test[i] for i in query_index]
-    if query_in_gallery:
-        gallery = test
-    else:
-        chosen = set(query_index)
-        gallery = [t for i, t in enumerate(test) if i not in chosen]
-    return VideoReIDData(train, query, gallery, num_train_ids, junk_ids=(-1,), name="MARS")
+    needed = [info / f"{part}_name.txt" for part in ("train", "test")]
+    needed += [info / f"tracks_{part}_info.mat" for part in ("train", "test")]
+    needed += [info / "query_IDX.mat", root / "bbox_train", root / "bbox_test"]
+    for path in needed:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"MARS: {path} not found (expected the official release: bbox_train/, bbox_test/, info/)"
+            )
+    train, num_train_ids = _relabel(_mars_tracklets(root, "train"))
+    test = _mars_tracklets(root, "test")
+    query_file = info / "query_IDX.mat"
+    query_rows = _query_rows(
+        _loadmat(query_file, "query_IDX"), len(test), f"{query_file} variable 'query_IDX'"
+    )
+    query, gallery = _query_gallery(test, query_rows, query_in_gallery)
+    return _checked(VideoReIDData(train, query, gallery, num_train_ids, junk_ids=(-1,), name="MARS"), root)
 
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -293,9 +366,8 @@ def read_lsvid(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData
     rule. ``False``: the gallery is the test set without the queries (as some re-implementations do). No
     identity is junk. Training identities are relabelled ``0..N-1`` in sorted order.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"LS-VID root {root} not found")
+    root = _root(root, "LS-VID")
+    _bool("query_in_gallery", query_in_gallery)
     if not (root / "list_sequence").is_dir() and (root / "LS-VID" / "list_sequence").is_dir():
         root = root / "LS-VID"
     files = [root / "list_sequence" / f"list_seq_{part}.txt" for part in ("train", "test")]
@@ -314,6 +386,23 @@ def read_lsvid(root: str | Path, query_in_gallery: bool = True) -> VideoReIDData
     return _checked(VideoReIDData(train, query, gallery, num_train_ids, name="LS-VID"), root)
 
 
+def _ilids_split(split_file: Path, split: int, num_people: int) -> list[int]:
+    """0-based person order of row ``split`` of ``ls_set``: a permutation of the ``num_people`` folders."""
+    where = f"{split_file} variable 'ls_set'"
+    table = _integers(_loadmat(split_file, "ls_set"), where)
+    if table.ndim != 2:
+        raise ValueError(f"{where} must be a (splits, people) matrix, got shape {table.shape}")
+    if not 0 <= split < len(table):
+        raise ValueError(f"split must be in 0..{len(table) - 1} (the rows of {where}), got {split!r}")
+    row = table[split].tolist()
+    if sorted(row) != list(range(1, num_people + 1)):
+        raise ValueError(
+            f"{where}, row {split}: expected the 1-based indices 1..{num_people} of the {num_people} person "
+            f"folders in cam1 once each, got {len(row)} values from {min(row)} to {max(row)}"
+        )
+    return [i - 1 for i in row]
+
+
 def read_ilidsvid(
     root: str | Path, split_file: str | Path | None = None, split: int = 0, seed: int = 0
 ) -> VideoReIDData:
@@ -324,19 +413,32 @@ def read_ilidsvid(
     ``ls_set`` lists 1-based indices into the sorted person folders: the first half are the test identities,
     the rest training (Wang et al., ECCV 2014). Without one, a random half chosen with ``seed`` is the test
     set. Test queries are the cam1 tracklets, the gallery the cam2 ones; training uses both cameras.
+
+    Every person folder of ``cam1`` must have its ``cam2`` folder and both must hold ``.png`` frames
+    (``FileNotFoundError`` / ``ValueError`` naming the folder otherwise), as in the release.
     """
-    root = Path(root)
+    root = _root(root, "iLIDS-VID")
+    split, seed = _int("split", split, minimum=0), _int("seed", seed)
     sequences = root / "sequences" if (root / "sequences").is_dir() else root / "i-LIDS-VID" / "sequences"
     if not sequences.is_dir():
         raise FileNotFoundError(f"no i-LIDS-VID/sequences/ (or sequences/) folder under {root}")
+    for cam in (1, 2):
+        if not (sequences / f"cam{cam}").is_dir():
+            raise FileNotFoundError(f"iLIDS-VID: {sequences / f'cam{cam}'} not found")
     people = sorted(p.name for p in (sequences / "cam1").iterdir() if p.is_dir())
-    if (
-        split_file is None
-        and (root / "train-test people splits" / "train_test_splits_ilidsvid.mat").is_file()
-    ):
-        split_file = root / "train-test people splits" / "train_test_splits_ilidsvid.mat"
+    if len(people) < 2:
+        raise ValueError(
+            f"iLIDS-VID: {sequences / 'cam1'} must hold person folders for a training and a test half, "
+            f"found {len(people)}"
+        )
+    pids = [int(re.sub(r"\D", "", name) or index) for index, name in enumerate(people)]
+    if len(set(pids)) < len(pids):
+        raise ValueError(f"iLIDS-VID: person folder names must carry distinct numbers, got {people}")
+    default_split_file = root / "train-test people splits" / "train_test_splits_ilidsvid.mat"
+    if split_file is None and default_split_file.is_file():
+        split_file = default_split_file
     if split_file is not None:
-        order = [int(i) - 1 for i in _loadmat(Path(split_file), "ls_set")[split]]
+        order = _ilids_split(Path(split_file), split, len(people))
     else:
         order = torch.randperm(len(people), generator=torch.Generator().manual_seed(seed)).tolist()
     half = len(order) // 2
@@ -345,18 +447,19 @@ def read_ilidsvid(
     def tracklets(indices: list[int], cams: Sequence[int]) -> list[Tracklet]:
         out = []
         for index in indices:
-            pid = int(re.sub(r"\D", "", people[index]) or index)
             for cam in cams:
-                frames = tuple(
-                    str(p) for p in sorted((sequences / f"cam{cam}" / people[index]).glob("*.png"))
-                )
-                if frames:
-                    out.append(Tracklet(frames, pid, cam))
+                folder = sequences / f"cam{cam}" / people[index]
+                if not folder.is_dir():
+                    raise FileNotFoundError(f"iLIDS-VID: {folder} not found (person {people[index]} in cam1)")
+                frames = tuple(str(p) for p in sorted(folder.glob("*.png")))
+                if not frames:
+                    raise ValueError(f"iLIDS-VID: {folder} holds no .png frame")
+                out.append(Tracklet(frames, pids[index], cam))
         return out
 
     train, num_train_ids = _relabel(tracklets(train_people, (1, 2)))
     query, gallery = tracklets(test_people, (1,)), tracklets(test_people, (2,))
-    return VideoReIDData(train, query, gallery, num_train_ids, name="iLIDS-VID")
+    return _checked(VideoReIDData(train, query, gallery, num_train_ids, name="iLIDS-VID"), root)
 
 
 def clip_transforms(
@@ -369,6 +472,10 @@ def clip_transforms(
     transform are drawn once per call, so all frames of a clip get the same crop, flip and erased box. Test:
     normalization only.
     """
+    size, train = _size(size), _bool("train", train)
+    padding = _int("padding", padding, minimum=0)
+    if isinstance(erasing, bool) or not isinstance(erasing, (int, float)) or not 0 <= erasing <= 1:
+        raise ValueError(f"erasing must be a probability in [0, 1], got {erasing!r}")
     from torchvision.transforms import v2
 
     steps: list[Callable[[Tensor], Tensor]] = []
@@ -390,6 +497,29 @@ def read_rgb(path: str | Path) -> Tensor:
 
 
 Sampling = Literal["rrs", "first", "dense"]
+
+
+def _checked_tracklet(index: int, tracklet: object) -> Tracklet:
+    """``tracklet`` if it is a :class:`Tracklet` with frames a clip can be read from."""
+    if not isinstance(tracklet, Tracklet):
+        raise TypeError(f"tracklets[{index}] must be a Tracklet, got {type(tracklet).__name__}")
+    for name in ("pid", "camid"):
+        value = getattr(tracklet, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"tracklets[{index}].{name} must be an int, got {value!r}")
+    frames = tracklet.frames
+    if isinstance(frames, Tensor) and (
+        frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != torch.uint8
+    ):
+        raise ValueError(
+            f"tracklets[{index}].frames must be a uint8 (N, 3, H, W) tensor, "
+            f"got {frames.dtype} of shape {tuple(frames.shape)}"
+        )
+    if len(tracklet) == 0:
+        raise ValueError(
+            f"tracklets[{index}] (identity {tracklet.pid}, camera {tracklet.camid}) has no frame"
+        )
+    return tracklet
 
 
 class ClipDataset(Dataset):
@@ -418,13 +548,17 @@ class ClipDataset(Dataset):
     ) -> None:
         if sampling not in ("rrs", "first", "dense"):
             raise ValueError(f"sampling must be 'rrs', 'first' or 'dense', got {sampling!r}")
-        self.tracklets = list(tracklets)
-        self.clip_len = clip_len
-        self.size = tuple(size)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {transform!r}")
+        self.tracklets = [_checked_tracklet(i, t) for i, t in enumerate(tracklets)]
+        if not self.tracklets:
+            raise ValueError("tracklets is empty: a ClipDataset needs at least one tracklet")
+        self.clip_len = _int("clip_len", clip_len, minimum=1)
+        self.size = _size(size)
         self.sampling = sampling
         self.transform = transform
-        self.max_clips = max_clips
-        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+        self.max_clips = None if max_clips is None else _int("max_clips", max_clips, minimum=1)
+        self.generator = None if seed is None else torch.Generator().manual_seed(_int("seed", seed))
 
     def __len__(self) -> int:
         return len(self.tracklets)
@@ -469,6 +603,18 @@ def collate_test_clips(batch: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor
     ``counts[i]`` is the number of clips of tracklet ``i``; average their embeddings with
     ``embeddings.split(counts.tolist())``.
     """
+    if len(batch) == 0:
+        raise ValueError("batch is empty")
+    for i, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 3 or not isinstance(item[0], Tensor):
+            raise TypeError(
+                f"batch[{i}] must be a ClipDataset test item (clips, pid, camid), got {item!r:.80}"
+            )
+        if item[0].ndim != 5 or item[0].shape[1:] != batch[0][0].shape[1:]:
+            raise ValueError(
+                f"batch[{i}] clips must be (N, T, 3, H, W) like batch[0] {tuple(batch[0][0].shape)}, "
+                f"got {tuple(item[0].shape)} (test items come from sampling='first' or 'dense')"
+            )
     clips, pids, camids = zip(*batch)
     counts = torch.tensor([len(c) for c in clips])
     return torch.cat(clips), counts, torch.tensor(pids), torch.tensor(camids)
