@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -29,20 +29,64 @@ from lstrl_layers.reid import chunk_first_indices, clip_transforms, synthetic_vi
 from lstrl_layers.reid.datasets import IMAGENET_MEAN, IMAGENET_STD, read_rgb
 
 
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _stage(value: str) -> int | str:
+    """A ``feature_info`` index (int >= 0) or a module name such as ``layer2``."""
+    if "," in value or not value.strip() or value.startswith("-"):
+        raise argparse.ArgumentTypeError(
+            f"expected a stage index >= 0 or a name, separated by spaces (--stages 2 3), got {value!r}"
+        )
+    return int(value) if value.isdigit() else value
+
+
+def _existing_file(value: str) -> Path:
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value}")
+    return Path(value)
+
+
+def _timm_model(value: str) -> str:
+    import timm
+
+    if not timm.is_model(value):
+        raise argparse.ArgumentTypeError(f"timm has no model {value!r} (timm.list_models() lists them)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    positive, non_negative = _int_at_least(1), _int_at_least(0)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("images", nargs="*", type=Path, help="frames of one clip, in order (default: synthetic)")
-    p.add_argument("--checkpoint", type=Path, help="checkpoint.pt of train_video_reid.py")
-    p.add_argument("--model", default="resnet18", help="timm backbone without --checkpoint")
-    p.add_argument("--stages", default="2,3", help="LSTRL stages without --checkpoint")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="frame size (default 128 64)")
     p.add_argument(
-        "-T", "--frames", type=int, default=4, help="frames of the clip (RRS chunks of the images)"
+        "images", nargs="*", type=_existing_file, help="frames of one clip, in order (default: synthetic)"
+    )
+    p.add_argument("--checkpoint", type=_existing_file, help="checkpoint.pt of train_video_reid.py")
+    p.add_argument("--model", default="resnet18", type=_timm_model, help="timm backbone without --checkpoint")
+    p.add_argument(
+        "--stages", nargs="+", type=_stage, default=[2, 3], help="LSTRL stages without --checkpoint (2 3)"
+    )
+    p.add_argument("--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (default 128 64)")
+    p.add_argument(
+        "-T", "--frames", type=positive, default=4, help="frames of the clip (RRS chunks of the images)"
     )
     p.add_argument("--block", help="which injected block, e.g. layer2 (default: the first)")
     p.add_argument(
         "--query",
-        help="query position t,h,w on the block's feature map (default: middle frame, upper-body centre)",
+        nargs=3,
+        type=non_negative,
+        metavar=("T", "H", "W"),
+        help="query position on the block's feature map (default: middle frame, upper-body centre)",
     )
     p.add_argument("--out", type=Path, default=Path("lstrl_maps.png"))
     p.add_argument("--seed", type=int, default=0)
@@ -51,8 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(args: argparse.Namespace) -> tuple[VideoReIDNet, tuple[int, int]]:
     if args.checkpoint is None:
-        stages = [int(s) if s.isdigit() else s for s in args.stages.split(",") if s]
-        model = VideoReIDNet(args.model, num_classes=1, stages=stages, num_frames=args.frames)
+        model = VideoReIDNet(args.model, num_classes=1, stages=args.stages, num_frames=args.frames)
         return model, tuple(args.size or (128, 64))
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     train_args = state["args"]
@@ -116,12 +159,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     name, maps, (_, _, height, width) = block_maps(model, clip[None], args.block)
     num_frames = len(frames)
     if args.query:
-        t, h, w = (int(v) for v in args.query.split(","))
+        t, h, w = args.query
     else:
         t, h, w = num_frames // 2, height // 3, width // 2
     if not (0 <= t < num_frames and 0 <= h < height and 0 <= w < width):
         raise SystemExit(
-            f"--query {t},{h},{w} is outside the block's (T, H, W) = ({num_frames}, {height}, {width})"
+            f"--query {t} {h} {w} is outside the block's (T, H, W) = ({num_frames}, {height}, {width})"
         )
     query_rows = {"D1": (t * height + h) * width + w, "D2": h * width + w, "D3": t, "D4": 0}
     rows = {key: maps[key][0, row] for key, row in query_rows.items() if key in maps}  # over the T*H*W keys

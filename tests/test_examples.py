@@ -123,12 +123,12 @@ def test_visualize_maps_from_images(tmp_path: Path) -> None:
         Image.new("RGB", (16, 32), (50 * i, 100, 200)).save(images[-1])
     out = tmp_path / "maps.png"
     _example("visualize_maps").main(
-        [*map(str, images), "--size", "32", "16", "-T", "2", "--query", "1,0,0", "--out", str(out)]
+        [*map(str, images), "--size", "32", "16", "-T", "2", "--query", "1", "0", "0", "--out", str(out)]
     )
     assert Image.open(out).size[0] > 0
     with pytest.raises(SystemExit):
         _example("visualize_maps").main(
-            [*map(str, images), "--size", "32", "16", "-T", "2", "--query", "2,0,0"]
+            [*map(str, images), "--size", "32", "16", "-T", "2", "--query", "2", "0", "0"]
         )
 
 
