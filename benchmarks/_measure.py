@@ -1,4 +1,4 @@
-"""Timing, peak-memory, environment and printing helpers of ``benchmarks/flops.py``."""
+"""Timing, peak-memory and environment helpers of ``benchmarks/flops.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -96,6 +96,24 @@ Case = tuple[
 ]  # (run: the call measured, prepare: before each call)
 
 
+def runners(module: torch.nn.Module, inputs: torch.Tensor, backward: bool) -> Case:
+    """``(run, prepare)``: one forward (no grad) or forward+backward of ``module(inputs)``; ``prepare`` drops
+    the gradients of the previous call so every call allocates the same."""
+
+    def prepare() -> None:
+        module.zero_grad(set_to_none=True)
+        inputs.grad = None
+
+    def forward() -> None:
+        with torch.no_grad():
+            module(inputs)
+
+    def forward_backward() -> None:
+        module(inputs).sum().backward()
+
+    return (forward_backward if backward else forward), prepare
+
+
 def _time_ms(run: Callable[[], object], device: torch.device) -> float:
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -179,10 +197,21 @@ def environment(device: torch.device) -> dict[str, Any]:
         "interop_threads": torch.get_num_interop_threads(),
         "timing_method": TIMING_METHOD[device.type].format(warmup=WARMUP[device.type]),
         "memory_method": MEMORY_METHOD[device.type],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     if hasattr(os, "getloadavg"):
         env["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     return env
+
+
+def close_environment(env: dict[str, Any]) -> None:
+    """Add the load average at the end of the run, and ``busy``: whether other processes used the CPU."""
+    env["busy"] = False
+    if hasattr(os, "getloadavg"):
+        env["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        env["busy"] = env["device"] == "cpu" and (
+            env["load_average_start"][0] > 1 or env["load_average_end"][0] > env["threads"] + 1
+        )
 
 
 class Progress:
@@ -208,23 +237,3 @@ class Progress:
             sys.stderr.write("\r\033[K")
         sys.stderr.write(f"done in {time.perf_counter() - self.started:.0f} s\n")
         sys.stderr.flush()
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Plain-text table: first column left-aligned, the others right-aligned; ``None`` prints as ``-``, ints
-    with thousands separators, anything else as ``str`` (format floats before)."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from _cli import positive_int
 from einops import rearrange
 from torch import Tensor
 
@@ -39,14 +40,25 @@ def _time(attend: Callable[[Tensor, Tensor], Tensor], x1: Tensor, extra_queries:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=4)
-    parser.add_argument("--positions", type=int, default=8 * 32 * 16, help="T*H*W (keys)")
-    parser.add_argument("--extra-queries", type=int, default=32 * 16 + 8 + 1, help="H*W + T + 1")
-    parser.add_argument("--dim", type=int, default=128, help="C/4")
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--clips", type=positive_int, default=4, help="(default: 4)")
+    parser.add_argument(
+        "--positions", type=positive_int, default=8 * 32 * 16, help="T*H*W, the keys (default: 4096)"
+    )
+    parser.add_argument(
+        "--extra-queries", type=positive_int, default=32 * 16 + 8 + 1, help="H*W + T + 1 (default: 521)"
+    )
+    parser.add_argument("--dim", type=positive_int, default=128, help="C/4 (default: 128)")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=5, help="timed rounds, median reported (default: 5)"
+    )
+    args = parser.parse_args(argv)
+    if args.extra_queries > args.positions:
+        parser.error(
+            f"--extra-queries {args.extra_queries}: the extra query rows are taken from the keys, so at most "
+            f"--positions ({args.positions})"
+        )
     torch.manual_seed(0)
     x1 = 0.1 * torch.randn(args.clips, args.positions, args.dim)
     times: dict[str, list[float]] = {"fused SDPA": [], "materialized": []}

@@ -1,14 +1,6 @@
-"""MAC counting (``lstrl_layers.flops``) against counts by hand; a smoke run of ``benchmarks/flops.py``."""
+"""MAC counting (``lstrl_layers.flops``) against counts by hand (scripts: test_benchmarks.py)."""
 
 from __future__ import annotations
-
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +11,6 @@ from lstrl_layers import BME, MAE, VideoReIDNet
 from lstrl_layers.flops import Convention, count_macs, flop_counter_mode
 
 CONVENTIONS: tuple[Convention, ...] = ("paper", "full")
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "flops.py"
 aten = torch.ops.aten
 
 
@@ -148,79 +139,3 @@ def test_table3_paper_convention_per_frame(blocks: dict, paper_gmacs: float) -> 
     net = VideoReIDNet("resnet50", num_classes=625, stages=(2, 3), last_stride=1, **blocks).eval()
     macs = count_macs(net, torch.randn(1, 1, 3, 256, 128), convention="paper")
     assert round(macs / 1e9, 2) == paper_gmacs
-
-
-def _benchmark_module() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("flops_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCHMARK.parent))  # for its _measure helper
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARK.parent))
-    return module
-
-
-def test_benchmark_refuses_plot_without_scaling(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        _benchmark_module().parse_args(["--only", "blocks", "--plot", "x.png"])
-    assert "scaling" in capsys.readouterr().err
-
-
-def test_benchmark_plot_needs_matplotlib(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: importing it fails
-    with pytest.raises(SystemExit):
-        _benchmark_module().parse_args(["--plot", "x.png"])
-    assert "pip install matplotlib" in capsys.readouterr().err
-
-
-def test_benchmark_smoke_run_writes_json(tmp_path: Path) -> None:
-    out = tmp_path / "flops.json"
-    args = ["--model", "test_resnet", "--size", "32", "16", "--frames", "2", "--batch", "1", "--repeat", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny ops: a second thread only adds waiting on a busy CPU
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARK), *args, "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "Table 3" in completed.stdout and "Scaling" in completed.stdout
-    result = json.loads(out.read_text())
-    assert [row["name"] for row in result["table3"]] == ["Baseline", "+MAE", "+MAE+BME"]
-    for row in result["table3"]:
-        for key in ("params_m", "gmacs_paper", "gmacs_full", "latency_ms", "peak_mib"):
-            assert isinstance(row[key], float), (row["name"], key)
-        assert row["gmacs_full"] >= row["gmacs_paper"] > 0
-    base, mae, both = result["table3"]
-    assert base["gmacs_full"] == pytest.approx(base["gmacs_paper"])  # no attention in the baseline
-    assert mae["gmacs_full"] > mae["gmacs_paper"]  # MAE's attention
-    assert both["gmacs_paper_two_psi"] > both["gmacs_paper"]
-    for key in ("torch", "device", "threads", "cpu", "matmul_2048_fp32_gflops", "memory_method"):
-        assert key in result["env"]
-    assert len(result["blocks"]) == 2  # stages 2 and 3
-    for stage in result["blocks"]:
-        assert [row["block"] for row in stage["rows"]] == ["MAE", "MAE", "BME", "BME"]
-        assert stage["ratios"]["MAE efficient / maps"]["macs_full_per_clip"] == pytest.approx(1.0)
-        assert stage["ratios"]["BME ours / two-psi"]["macs_full_per_clip"] < 0.76
-        assert stage["two_psi_max_abs_difference"] < 1e-4
-    assert [row["frames"] for row in result["scaling"]["rows"]] == [4, 8, 16, 32]
-    assert {check["name"].split(" (")[0] for check in result["checks"]} >= {
-        "MAE efficient / maps, forward+backward time",
-        "BME MACs, ours / two-ψ",
-        "+MAE+BME over Baseline: latency overhead / full-MACs overhead",
-    }
-
-
-def test_attention_only_benchmark_runs() -> None:
-    script = BENCHMARK.parent / "attention_only.py"
-    args = ["--clips", "1", "--positions", "64", "--extra-queries", "9", "--dim", "8", "--repeat", "1"]
-    completed = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "73 queries x 64 keys" in completed.stdout and "fused / materialized:" in completed.stdout
