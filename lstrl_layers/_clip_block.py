@@ -7,19 +7,22 @@ from typing import Union, overload
 from einops import rearrange
 from torch import Tensor, nn
 
+from ._checks import check_bool, check_int
+
 Maps = dict[str, Tensor]
 BlockOutput = Union[Tensor, tuple[Tensor, Maps]]
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+TORCHSCRIPT_UNSUPPORTED = (
+    "TorchScript (torch.jit.script) is not supported by the LSTRL blocks: they are written with einops "
+    "patterns and run from forward hooks in injected models, which TorchScript cannot compile. Use "
+    "torch.compile for speed, and torch.export or torch.onnx.export(..., dynamo=True) to deploy "
+    "(torch.jit.trace works too)"
+)
 
 
 def _reduced_channels(channels: int, reduction: int) -> int:
     """``channels // reduction``, the width of a block's reduced projections, validated."""
-    _check_positive_int("reduction", reduction)
+    check_int("reduction", reduction)
     if channels // reduction < 1:
         raise ValueError(f"reduction must be <= channels ({channels}), got {reduction!r}")
     return channels // reduction
@@ -35,7 +38,7 @@ class _ClipBlock(nn.Module):
 
     def __init__(self, channels: int, num_frames: int) -> None:
         super().__init__()
-        self.channels = _check_positive_int("channels", channels)
+        self.channels = check_int("channels", channels)
         self.num_frames = num_frames
 
     @property
@@ -45,7 +48,7 @@ class _ClipBlock(nn.Module):
 
     @num_frames.setter
     def num_frames(self, value: int) -> None:
-        self._num_frames = _check_positive_int("num_frames", value)
+        self._num_frames = check_int("num_frames", value)
 
     def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
         raise NotImplementedError
@@ -58,12 +61,16 @@ class _ClipBlock(nn.Module):
             f"(T = num_frames = {self.num_frames}), or clips (B, T, C={self.channels}, H, W)"
         )
         if not isinstance(x, Tensor):
-            raise ValueError(f"{expected}; got {type(x).__name__}")
+            raise TypeError(f"{expected}; got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{expected} in a floating-point dtype; got {x.dtype} (shape {tuple(x.shape)})")
         if x.ndim not in (4, 5):
             raise ValueError(f"{expected}; got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
         channel_dim = x.ndim - 3
         if x.shape[channel_dim] != self.channels:
             raise ValueError(f"{expected}; got {x.shape[channel_dim]} channels in shape {tuple(x.shape)}")
+        if x.shape[-2] < 1 or x.shape[-1] < 1:
+            raise ValueError(f"{expected} with H, W >= 1; got an empty map in shape {tuple(x.shape)}")
         if x.ndim == 5:
             if x.shape[1] < 1:
                 raise ValueError(f"{expected}; got T = 0 frames in shape {tuple(x.shape)}")
@@ -82,9 +89,14 @@ class _ClipBlock(nn.Module):
     def forward(self, x: Tensor, return_maps: bool) -> BlockOutput: ...
 
     def forward(self, x: Tensor, return_maps: bool = False) -> BlockOutput:
+        check_bool("return_maps", return_maps)
         frames, num_frames = self._split_layout(x)
         branch, maps = self._branch(frames, num_frames, return_maps)
         out = frames + branch
         if x.ndim == 5:
             out = rearrange(out, "(b t) c h w -> b t c h w", t=num_frames)
         return (out, maps) if return_maps else out
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """Called by ``torch.jit.script`` before compiling: refuse with the alternatives."""
+        raise NotImplementedError(f"{type(self).__name__}: {TORCHSCRIPT_UNSUPPORTED}")

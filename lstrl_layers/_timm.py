@@ -58,13 +58,13 @@ def resolve_stage(
     """Map a stage index or name to (feature_info module name, the module to hook, whether pre-hook).
 
     Raises:
-        ValueError: ``stage`` is neither an int nor a str, no such stage, or a ``features_only`` model that
-            does not hold it.
+        TypeError: ``stage`` is neither an int nor a str.
+        ValueError: no such stage, or a ``features_only`` model that does not hold it.
     """
     names = [d["module"] for d in dicts]
     valid = ", ".join(f"{i}={n!r}" for i, n in enumerate(names))
     if isinstance(stage, bool) or not isinstance(stage, (int, str)):
-        raise ValueError(
+        raise TypeError(
             f"stages must hold ints or str, got {stage!r} ({type(stage).__name__}); valid: {valid}"
         )
     if isinstance(stage, int):

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
+from ._checks import check_bool, check_optional_mapping
 from ._clip_block import Maps, _ClipBlock
 from .bme import BME
 from .mae import MAE
@@ -45,11 +46,20 @@ class LSTRLBlock(_ClipBlock):
         mae_kwargs: Mapping[str, Any] | None = None,
         bme_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
+        for name, flag in (("mae", mae), ("bme", bme), ("zero_init", zero_init)):
+            check_bool(name, flag)
         if not (mae or bme):
             raise ValueError("LSTRLBlock needs at least one branch, got mae=False and bme=False")
         for name, enabled, kwargs in (("mae", mae, mae_kwargs), ("bme", bme, bme_kwargs)):
+            check_optional_mapping(f"{name}_kwargs", kwargs)
             if kwargs and not enabled:
                 raise ValueError(f"{name}_kwargs={dict(kwargs)!r} given but {name}=False")
+            reserved = sorted(set(kwargs or {}) & {"channels", "num_frames", "zero_init"})
+            if reserved:
+                raise ValueError(
+                    f"{name}_kwargs must not set {reserved} (LSTRLBlock passes channels, num_frames and "
+                    f"zero_init to both branches), got {dict(kwargs or {})!r}"
+                )
         super().__init__(channels, num_frames)
         self.mae = MAE(channels, num_frames, zero_init=zero_init, **(mae_kwargs or {})) if mae else None
         self.bme = BME(channels, num_frames, zero_init=zero_init, **(bme_kwargs or {})) if bme else None

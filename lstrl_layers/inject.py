@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
-from ._clip_block import _check_positive_int, _ClipBlock
+from ._checks import check_bool, check_int, check_optional_mapping, check_stages, got
+from ._clip_block import TORCHSCRIPT_UNSUPPORTED, _ClipBlock
 from ._timm import Stage, feature_dicts, resolve_stage, run_dummy_frame
 from .block import LSTRLBlock
 
@@ -25,6 +26,10 @@ class _InjectedBlocks(nn.ModuleDict):
 
     def forward(self, x: Any) -> Any:
         return x
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """Called by ``torch.jit.script`` before compiling: refuse with the alternatives."""
+        raise NotImplementedError(f"a model with injected LSTRL blocks: {TORCHSCRIPT_UNSUPPORTED}")
 
 
 class _StageHook:
@@ -69,7 +74,7 @@ def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module
 
 def inject_lstrl(
     model: nn.Module,
-    stages: Sequence[Stage],
+    stages: Iterable[Stage],
     num_frames: int = 8,
     mae: bool = True,
     bme: bool = True,
@@ -88,7 +93,12 @@ def inject_lstrl(
     until training moves the blocks.
 
     The model then expects frames ``(B*T, C, H, W)`` with the ``T = num_frames`` frames of each clip
-    contiguous; change ``T`` later with :func:`set_num_frames`.
+    contiguous; change ``T`` later with :func:`set_num_frames`. Injecting into more stages later is allowed
+    with the same ``num_frames`` as the blocks already there (every block of a model splits the batch into
+    the same clips).
+
+    ``torch.compile``, ``torch.jit.trace`` and ``torch.onnx.export`` work on the injected model;
+    ``torch.jit.script`` does not (it refuses with this advice).
 
     Args:
         model: a timm model with ``feature_info`` (plain or ``features_only=True``).
@@ -105,24 +115,33 @@ def inject_lstrl(
         ``model``, with the blocks injected.
 
     Raises:
-        ValueError: a stage that does not exist (the message lists the valid ones), a stage injected twice, a
-            model without ``feature_info``, or a stage whose output is not one ``(N, C, H, W)`` map (token
-            sequences, lists): checked at injection by running one dummy frame through the model.
+        TypeError: ``model`` is not an ``nn.Module``, ``stages`` not a list of ints / str, or an argument
+            of the wrong type (``num_frames`` not an int, a flag not a bool, kwargs not a dict).
+        ValueError: a stage that does not exist (the message lists the valid ones), a stage injected twice,
+            blocks already in the model at another ``num_frames``, a model without ``feature_info``, or a
+            stage whose output is not one ``(N, C, H, W)`` map (token sequences, lists): checked at injection
+            by running one dummy frame through the model. The model is left unchanged.
 
     Example:
         >>> model = inject_lstrl(timm.create_model("resnet50"), stages=[2, 3], num_frames=8)
         >>> model.forward_features(torch.randn(2 * 8, 3, 256, 128)).shape
         torch.Size([16, 2048, 8, 4])
     """
-    _check_positive_int("num_frames", num_frames)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a timm model (an nn.Module with feature_info), got {got(model)}")
+    stages = check_stages("stages", stages, allow_empty=False)
+    check_int("num_frames", num_frames)
+    for flag_name, flag in (("mae", mae), ("bme", bme), ("zero_init", zero_init)):
+        check_bool(flag_name, flag)
     if not (mae or bme):
         raise ValueError("inject_lstrl needs at least one branch, got mae=False and bme=False")
-    if isinstance(stages, (int, str)) or not isinstance(stages, Sequence) or len(stages) == 0:
-        raise ValueError(f"stages must be a non-empty list of stage indices or names, got {stages!r}")
+    check_optional_mapping("mae_kwargs", mae_kwargs)
+    check_optional_mapping("bme_kwargs", bme_kwargs)
     dicts = feature_dicts(model)
     injected = getattr(model, BLOCKS_ATTR, None)
     if injected is not None and not isinstance(injected, _InjectedBlocks):
         raise ValueError(f"{type(model).__name__} already has an attribute {BLOCKS_ATTR!r} that is not ours")
+    _check_same_num_frames(model, num_frames)
     targets: dict[str, tuple[nn.Module, bool]] = {}
     for stage in stages:
         name, module, pre = resolve_stage(model, stage, dicts)
@@ -135,12 +154,12 @@ def inject_lstrl(
     for name in targets:
         out = outputs.get(name)
         if not isinstance(out, Tensor) or out.ndim != 4:
-            got = (
+            received = (
                 f"a {out.ndim}-D tensor {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
             )
             raise ValueError(
                 f"stage {name!r} of {type(model).__name__} does not give one (N, C, H, W) feature map "
-                f"(got {got}): LSTRL blocks need a CNN stage"
+                f"(got {received}): LSTRL blocks need a CNN stage"
             )
         listed = next(d.get("num_chs") for d in dicts if d["module"] == name)
         if listed is not None and out.shape[1] != listed and out.shape[-1] == listed:
@@ -168,13 +187,30 @@ def inject_lstrl(
     return model
 
 
+def _check_same_num_frames(model: nn.Module, num_frames: int) -> None:
+    """Refuse to add blocks at another ``T`` than the LSTRL blocks already in ``model``."""
+    blocks = {name: m for name, m in model.named_modules() if isinstance(m, _ClipBlock)}
+    outermost = {n: m for n, m in blocks.items() if not any(n.startswith(f"{o}.") for o in blocks)}
+    differing = {name: m.num_frames for name, m in outermost.items() if m.num_frames != num_frames}
+    if differing:
+        listed = ", ".join(f"{name} (num_frames={t})" for name, t in differing.items())
+        raise ValueError(
+            f"num_frames={num_frames} differs from the LSTRL blocks already in {type(model).__name__}: "
+            f"{listed}. All blocks of a model split the batch into the same clips: inject with the same "
+            f"num_frames, or call set_num_frames(model, {num_frames}) first"
+        )
+
+
 def set_num_frames(model: nn.Module, num_frames: int) -> nn.Module:
     """Set ``T`` (frames per clip) on every LSTRL block in ``model``, e.g. for longer clips at test time.
 
     Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or ``num_frames`` not an int.
         ValueError: ``num_frames < 1``, or ``model`` holds no LSTRL block.
     """
-    _check_positive_int("num_frames", num_frames)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module holding LSTRL blocks, got {got(model)}")
+    check_int("num_frames", num_frames)
     blocks = [m for m in model.modules() if isinstance(m, _ClipBlock)]
     if not blocks:
         raise ValueError(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
+from ._checks import check_bool, check_float, got
 from ._clip_block import Maps, _ClipBlock, _reduced_channels
 
 # E(.) of Eq. 2: extend D^i X1 (rows of granularity i) back to every position of the clip, frames layout.
@@ -18,6 +20,20 @@ _EXTEND = {
     3: "b t c -> (b t) c h w",  # A3: one row per frame, replicated over its H*W positions
     4: "b 1 c -> (b t) c h w",  # A4: one row per clip, replicated everywhere
 }
+
+
+def _check_granularities(granularities: object) -> tuple[int, ...]:
+    """A non-empty subset of ``(1, 2, 3, 4)`` without repeats, sorted."""
+    expected = "a non-empty subset of (1, 2, 3, 4) without repeats"
+    if isinstance(granularities, (str, bytes)) or not isinstance(granularities, Iterable):
+        raise TypeError(f"granularities must be {expected}, got {got(granularities)}")
+    values = tuple(granularities)
+    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in values):
+        raise TypeError(f"granularities must be {expected} (ints), got {values!r}")
+    values = tuple(int(i) for i in values)
+    if not values or len(set(values)) != len(values) or not set(values) <= set(_EXTEND):
+        raise ValueError(f"granularities must be {expected}, got {values!r}")
+    return tuple(sorted(values))
 
 
 class MAE(_ClipBlock):
@@ -71,20 +87,9 @@ class MAE(_ClipBlock):
     ) -> None:
         super().__init__(channels, num_frames)
         reduced = _reduced_channels(channels, reduction)
-        granularities = tuple(granularities)
-        if (
-            not granularities
-            or len(set(granularities)) != len(granularities)
-            or not set(granularities) <= {1, 2, 3, 4}
-        ):
-            raise ValueError(
-                "granularities must be a non-empty subset of (1, 2, 3, 4) without repeats, "
-                f"got {granularities!r}"
-            )
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
-            raise ValueError(f"scale must be a positive float, got {scale!r}")
-        self.granularities = tuple(sorted(granularities))
-        self.scale = float(scale)
+        self.granularities = _check_granularities(granularities)
+        self.scale = check_float("scale", scale, "a positive, finite float", low=0.0, low_inclusive=False)
+        check_bool("zero_init", zero_init)
         self.omega1 = nn.Conv2d(channels, reduced, kernel_size=1)  # ω1: C -> C/4
         self.omega2 = nn.Conv2d(len(self.granularities) * reduced, channels, kernel_size=1)  # ω2: [A_i] -> C
         if zero_init:

@@ -9,7 +9,7 @@ import timm
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from ._clip_block import _check_positive_int
+from ._checks import check_bool, check_int, check_optional_mapping, check_stages, got
 from ._timm import Stage, set_last_stride_one
 from .inject import BLOCKS_ATTR, inject_lstrl, set_num_frames
 
@@ -43,7 +43,7 @@ class VideoReIDNet(nn.Module):
     :func:`lstrl_layers.reid.load_model` rebuilds the model from that file.
 
     Shape:
-        - Input: ``(B, T, 3, H, W)``.
+        - Input: ``(B, T, 3, H, W)``, floats (``B >= 2`` in train mode, for the BNNeck's batch statistics).
         - Output, train mode: ``(logits, feature)``, ``(B, num_classes)`` and the clip feature before the
           BNNeck ``(B, feature_dim)`` (for a triplet loss).
         - Output, eval mode: the BNNeck clip embedding ``(B, feature_dim)``.
@@ -65,18 +65,44 @@ class VideoReIDNet(nn.Module):
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_classes", num_classes)
+        if not isinstance(model_name, str):
+            raise TypeError(
+                f"model_name must be the name of a timm model, e.g. 'resnet50', got {got(model_name)}"
+            )
+        check_int("num_classes", num_classes)
+        stages = check_stages("stages", stages, allow_empty=True)
+        check_int("num_frames", num_frames)
+        for flag_name, flag in (
+            ("mae", mae),
+            ("bme", bme),
+            ("pretrained", pretrained),
+            ("zero_init", zero_init),
+        ):
+            check_bool(flag_name, flag)
+        if isinstance(last_stride, bool) or not isinstance(last_stride, int):
+            raise TypeError(f"last_stride must be 1 or 2, got {got(last_stride)}")
+        if last_stride not in (1, 2):
+            raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
+        check_optional_mapping("mae_kwargs", mae_kwargs)
+        check_optional_mapping("bme_kwargs", bme_kwargs)
         self.config: dict[str, Any] = dict(  # the arguments that rebuild this model (see reid.load_model)
             model_name=model_name, num_classes=num_classes, stages=stages, num_frames=num_frames,
             mae=mae, bme=bme, pretrained=pretrained, last_stride=last_stride, zero_init=zero_init,
             mae_kwargs=dict(mae_kwargs or {}), bme_kwargs=dict(bme_kwargs or {}), **timm_kwargs,
         )  # fmt: skip
-        if last_stride not in (1, 2):
-            raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
-        self.backbone = timm.create_model(model_name, pretrained=pretrained, num_classes=0, **timm_kwargs)
+        try:
+            self.backbone = timm.create_model(model_name, pretrained=pretrained, num_classes=0, **timm_kwargs)
+        except RuntimeError as err:
+            if not str(err).startswith("Unknown model"):
+                raise
+            raise ValueError(
+                f"model_name must be a timm model, got {model_name!r}, which timm does not know "
+                f"(timm.list_models('resnet*') lists the ResNets, for example)"
+            ) from err
+        self.in_chans = int(timm_kwargs.get("in_chans", 3))
         if last_stride == 1:
             set_last_stride_one(self.backbone)
-        if len(stages) > 0 and (mae or bme):
+        if stages and (mae or bme):
             inject_lstrl(
                 self.backbone, stages, num_frames=num_frames, mae=mae, bme=bme, zero_init=zero_init,
                 mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs,
@@ -90,14 +116,7 @@ class VideoReIDNet(nn.Module):
         nn.init.normal_(self.classifier.weight, std=0.001)
 
     def forward(self, video: Tensor) -> ReIDOutput:
-        if not isinstance(video, Tensor) or video.ndim != 5:
-            got = f"shape {tuple(video.shape)}" if isinstance(video, Tensor) else type(video).__name__
-            raise ValueError(f"VideoReIDNet expects a video (B, T, 3, H, W), got {got}")
-        num_frames = video.shape[1]
-        if num_frames < 1:
-            raise ValueError(
-                f"VideoReIDNet expects a video (B, T, 3, H, W) with T >= 1, got {tuple(video.shape)}"
-            )
+        num_frames = self._check_video(video)
         blocks = getattr(self.backbone, BLOCKS_ATTR, None)
         if blocks is not None:
             set_num_frames(blocks, num_frames)  # only the injected blocks, not a scan of the whole backbone
@@ -108,3 +127,28 @@ class VideoReIDNet(nn.Module):
         if not self.training:
             return embedding
         return self.classifier(embedding), feature
+
+    def _check_video(self, video: object) -> int:
+        """Validate the input video up front and return its ``T``."""
+        expected = f"VideoReIDNet expects a video (B, T, C={self.in_chans}, H, W) of floats"
+        if not isinstance(video, Tensor):
+            raise TypeError(f"{expected}, got {type(video).__name__}")
+        shape = tuple(video.shape)
+        if video.ndim != 5:
+            raise ValueError(f"{expected}, got shape {shape}")
+        if not video.is_floating_point():
+            raise TypeError(
+                f"{expected}, got dtype {video.dtype} (shape {shape}); convert and normalize the frames first"
+            )
+        if video.shape[1] < 1:
+            raise ValueError(f"{expected} with T >= 1, got {shape}")
+        if video.shape[2] != self.in_chans:
+            raise ValueError(f"{expected}, got C = {video.shape[2]} in shape {shape}")
+        if video.shape[3] < 1 or video.shape[4] < 1:
+            raise ValueError(f"{expected} with H, W >= 1, got {shape}")
+        if self.training and video.shape[0] < 2:
+            raise ValueError(
+                f"{expected} with B >= 2 clips in train mode (the BNNeck normalizes with batch statistics), "
+                f"got {shape}; call .eval() to embed a single clip"
+            )
+        return int(video.shape[1])

@@ -42,16 +42,27 @@ def test_num_frames_reaches_both_branches() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, error, match",
     [
-        (dict(mae=False, bme=False), "at least one branch"),
-        (dict(mae=False, mae_kwargs=dict(reduction=2)), r"mae_kwargs=\{'reduction': 2\} given but mae=False"),
-        (dict(mae_kwargs=dict(granularities=(5,))), r"granularities .* got \(5,\)"),
-        (dict(bme_kwargs=dict(edge="wrap")), "edge must be one of"),
+        (dict(mae=False, bme=False), ValueError, "at least one branch"),
+        (
+            dict(mae=False, mae_kwargs=dict(reduction=2)),
+            ValueError,
+            r"mae_kwargs=\{'reduction': 2\} given but",
+        ),
+        (dict(mae_kwargs=dict(granularities=(5,))), ValueError, r"granularities .* got \(5,\)"),
+        (dict(bme_kwargs=dict(edge="wrap")), ValueError, "edge must be one of"),
+        (dict(mae="yes"), TypeError, r"mae must be True or False, got 'yes' \(str\)"),
+        (dict(bme=1), TypeError, r"bme must be True or False, got 1 \(int\)"),
+        (dict(zero_init=None), TypeError, r"zero_init must be True or False, got None"),
+        (dict(mae_kwargs=[("reduction", 2)]), TypeError, "mae_kwargs must be a dict of keyword arguments"),
+        (dict(mae_kwargs=dict(channels=8)), ValueError, r"mae_kwargs must not set \['channels'\]"),
+        (dict(bme_kwargs=dict(zero_init=False)), ValueError, r"bme_kwargs must not set \['zero_init'\]"),
+        (dict(bme_kwargs=dict(num_frames=4)), ValueError, r"bme_kwargs must not set \['num_frames'\]"),
     ],
 )
-def test_bad_arguments(kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
         LSTRLBlock(16, 2, **kwargs)
 
 

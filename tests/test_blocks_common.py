@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import nullcontext
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 from einops import rearrange
@@ -125,13 +127,95 @@ def test_bad_input_names_the_expected_layout(factory: Factory, shape: tuple[int,
     assert "(B*T, C=16, H, W)" in str(info.value) and "(B, T, C=16, H, W)" in str(info.value)
 
 
-@pytest.mark.parametrize("num_frames", [0, -1, 2.0, True])
-def test_bad_num_frames(factory: Factory, num_frames: object) -> None:
-    with pytest.raises(ValueError, match="num_frames must be an int >= 1"):
+@pytest.mark.parametrize(
+    "shape", [(4, CHANNELS, 0, 3), (4, CHANNELS, 3, 0), (2, 2, CHANNELS, 0, 3), (2, 2, CHANNELS, 3, 0)]
+)
+def test_empty_maps_are_refused_up_front(factory: Factory, shape: tuple[int, ...]) -> None:
+    block = factory(num_frames=2)
+    with pytest.raises(
+        ValueError, match=r"with H, W >= 1; got an empty map in shape \(" + ", ".join(map(str, shape))
+    ):
+        block(torch.randn(shape))
+
+
+@pytest.mark.parametrize("layout", [(0, CHANNELS, 3, 2), (0, 2, CHANNELS, 3, 2)])
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_empty_batch_gives_an_empty_output(
+    factory: Factory, layout: tuple[int, ...], return_maps: bool
+) -> None:
+    block = _randomize(factory(num_frames=2))
+    x = torch.randn(layout)
+    out = block(x, return_maps=True)[0] if return_maps else block(x)
+    assert out.shape == x.shape
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (np.zeros((4, CHANNELS, 3, 3), dtype=np.float32), "; got ndarray"),
+        (torch.zeros(4, CHANNELS, 3, 3, dtype=torch.long), "in a floating-point dtype; got torch.int64"),
+        (torch.zeros(4, CHANNELS, 3, 3, dtype=torch.bool), "in a floating-point dtype; got torch.bool"),
+    ],
+)
+def test_input_of_the_wrong_type_is_a_type_error(factory: Factory, x: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        factory(num_frames=2)(x)
+
+
+@pytest.mark.parametrize("return_maps", ["yes", 1, None])
+def test_return_maps_must_be_a_bool(factory: Factory, return_maps: object) -> None:
+    with pytest.raises(TypeError, match=f"return_maps must be True or False, got {return_maps!r}"):
+        factory(num_frames=2)(torch.randn(4, CHANNELS, 3, 3), return_maps=return_maps)
+
+
+@pytest.mark.parametrize("num_frames", [0, -1])
+def test_num_frames_below_one(factory: Factory, num_frames: int) -> None:
+    with pytest.raises(ValueError, match=f"num_frames must be an int >= 1, got {num_frames}"):
         factory(num_frames=num_frames)
     block = factory(num_frames=2)
-    with pytest.raises(ValueError, match=f"got {num_frames!r}"):
+    with pytest.raises(ValueError, match=f"got {num_frames}"):
         block.num_frames = num_frames
+    assert block.num_frames == 2
+
+
+@pytest.mark.parametrize("num_frames", [2.0, True, "2", None])
+def test_num_frames_of_the_wrong_type(factory: Factory, num_frames: object) -> None:
+    with pytest.raises(TypeError, match="num_frames must be an int >= 1"):
+        factory(num_frames=num_frames)
+    block = factory(num_frames=2)
+    with pytest.raises(TypeError, match=re.escape(f"got {num_frames!r} ({type(num_frames).__name__})")):
+        block.num_frames = num_frames
+
+
+@pytest.mark.parametrize("channels, error", [(0, ValueError), (16.0, TypeError), ("16", TypeError)])
+def test_bad_channels(factory: Factory, channels: object, error: type[Exception]) -> None:
+    build = {"mae": MAE, "bme": BME, "block": LSTRLBlock}
+    for cls in build.values():
+        with pytest.raises(error, match=re.escape(f"channels must be an int >= 1, got {channels!r}")):
+            cls(channels, 2)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_torchscript_is_refused_with_the_alternatives(factory: Factory) -> None:
+    block = factory(num_frames=2)
+    with pytest.raises(
+        NotImplementedError, match=r"TorchScript \(torch.jit.script\) is not supported"
+    ) as info:
+        torch.jit.script(block)
+    ways = ("torch.compile", "torch.export", "torch.onnx.export", "torch.jit.trace")
+    assert all(way in str(info.value) for way in ways)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the shape checks are constants in a trace
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.trace:FutureWarning"
+)  # deprecated in recent torch, still works
+def test_torch_jit_trace_matches_eager(factory: Factory) -> None:
+    block = _randomize(factory(num_frames=2)).eval()
+    x = torch.randn(4, CHANNELS, 3, 2)
+    traced = torch.jit.trace(block, (x,))
+    other = torch.randn(4, CHANNELS, 3, 2)  # same shape, other values: the trace is not a constant
+    torch.testing.assert_close(traced(other), block(other))
 
 
 @pytest.mark.parametrize(

@@ -133,18 +133,33 @@ def test_parameter_counts_of_table_3() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, error, match",
     [
-        (dict(granularities=()), "granularities must be a non-empty subset"),
-        (dict(granularities=(1, 1)), r"got \(1, 1\)"),
-        (dict(granularities=(0, 5)), r"got \(0, 5\)"),
-        (dict(reduction=0), "reduction must be an int >= 1, got 0"),
-        (dict(reduction=32), "reduction must be <= channels"),
-        (dict(scale=0.0), "scale must be a positive float, got 0.0"),
-        (dict(channels=0), "channels must be an int >= 1, got 0"),
+        (dict(granularities=()), ValueError, "granularities must be a non-empty subset"),
+        (dict(granularities=(1, 1)), ValueError, r"got \(1, 1\)"),
+        (dict(granularities=(0, 5)), ValueError, r"got \(0, 5\)"),
+        (dict(granularities=(True,)), TypeError, r"\(ints\), got \(True,\)"),
+        (dict(granularities=(1.0, 2)), TypeError, r"\(ints\), got \(1.0, 2\)"),
+        (dict(granularities=1), TypeError, r"got 1 \(int\)"),
+        (dict(granularities="12"), TypeError, r"got '12' \(str\)"),
+        (dict(reduction=0), ValueError, "reduction must be an int >= 1, got 0"),
+        (dict(reduction=2.0), TypeError, r"reduction must be an int >= 1, got 2.0 \(float\)"),
+        (dict(reduction=32), ValueError, "reduction must be <= channels"),
+        (dict(scale=0.0), ValueError, "scale must be a positive, finite float, got 0.0"),
+        (dict(scale=-1.0), ValueError, "got -1.0"),
+        (dict(scale=float("inf")), ValueError, "got inf"),
+        (dict(scale=float("nan")), ValueError, "got nan"),
+        (dict(scale="1"), TypeError, r"got '1' \(str\)"),
+        (dict(zero_init="no"), TypeError, r"zero_init must be True or False, got 'no' \(str\)"),
+        (dict(channels=0), ValueError, "channels must be an int >= 1, got 0"),
     ],
 )
-def test_bad_arguments(kwargs: dict, match: str) -> None:
+def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
     arguments = dict(channels=16, num_frames=2) | kwargs
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         MAE(**arguments)
+
+
+def test_granularities_accept_any_integer_iterable() -> None:
+    assert MAE(16, 2, granularities=[4, 2]).granularities == (2, 4)
+    assert MAE(16, 2, granularities=range(1, 3)).granularities == (1, 2)

@@ -116,21 +116,67 @@ def test_baseline_has_no_blocks_and_timm_kwargs_pass_through() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        (dict(num_classes=0), "num_classes must be an int >= 1, got 0"),
-        (dict(num_classes=3, last_stride=3), "last_stride must be 1 or 2, got 3"),
-        (dict(num_classes=3, stages=(9,)), "stage index 9 does not exist"),
+        (dict(num_classes=0), ValueError, "num_classes must be an int >= 1, got 0"),
+        (dict(num_classes=3.0), TypeError, r"num_classes must be an int >= 1, got 3.0 \(float\)"),
+        (dict(num_classes=3, last_stride=3), ValueError, "last_stride must be 1 or 2, got 3"),
+        (dict(num_classes=3, last_stride=True), TypeError, r"last_stride must be 1 or 2, got True \(bool\)"),
+        (dict(num_classes=3, last_stride=1.0), TypeError, r"last_stride must be 1 or 2, got 1.0 \(float\)"),
+        (dict(num_classes=3, stages=(9,)), ValueError, "stage index 9 does not exist"),
+        (
+            dict(num_classes=3, stages=None),
+            TypeError,
+            r"stages must be a list .*\(empty for none\).* got None",
+        ),
+        (dict(num_classes=3, stages=2), TypeError, r"stages must be a list .* got 2 \(int\)"),
+        (dict(num_classes=3, num_frames=0), ValueError, "num_frames must be an int >= 1, got 0"),
+        (dict(num_classes=3, pretrained="no"), TypeError, r"pretrained must be True or False, got 'no'"),
+        (dict(num_classes=3, mae=0), TypeError, r"mae must be True or False, got 0 \(int\)"),
+        (dict(num_classes=3, bme_kwargs=[1]), TypeError, "bme_kwargs must be a dict of keyword arguments"),
     ],
 )
-def test_bad_arguments(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments(kwargs: dict, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
         VideoReIDNet("resnet18", **kwargs)
 
 
-def test_bad_video_shape() -> None:
+def test_bad_model_name() -> None:
+    with pytest.raises(
+        ValueError, match=r"model_name must be a timm model, got 'resnet_9000', which timm does"
+    ):
+        VideoReIDNet("resnet_9000", num_classes=3)
+    with pytest.raises(TypeError, match=r"model_name must be the name of a timm model, e.g. 'resnet50', got"):
+        VideoReIDNet(torch.nn.Identity(), num_classes=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("video", "error", "message"),
+    [
+        (
+            torch.randn(8, 3, 64, 32),
+            ValueError,
+            r"expects a video \(B, T, C=3, H, W\) of floats, got shape \(8,",
+        ),
+        (torch.randn(2, 0, 3, 64, 32), ValueError, r"with T >= 1, got \(2, 0, 3, 64, 32\)"),
+        (torch.randn(2, 2, 3, 0, 32), ValueError, r"with H, W >= 1, got \(2, 2, 3, 0, 32\)"),
+        (torch.randn(2, 2, 3, 64, 0), ValueError, r"with H, W >= 1, got \(2, 2, 3, 64, 0\)"),
+        (torch.randn(2, 2, 1, 64, 32), ValueError, r"got C = 1 in shape \(2, 2, 1, 64, 32\)"),
+        (torch.zeros(2, 2, 3, 64, 32, dtype=torch.uint8), TypeError, "got dtype torch.uint8"),
+        ([torch.randn(2, 3, 64, 32)], TypeError, r"expects a video .*, got list"),
+    ],
+)
+def test_bad_video(video: object, error: type[Exception], message: str) -> None:
     net = _small()
-    with pytest.raises(ValueError, match=r"expects a video \(B, T, 3, H, W\), got shape \(8, 3, 64, 32\)"):
-        net(torch.randn(8, 3, 64, 32))
-    with pytest.raises(ValueError, match="T >= 1"):
-        net(torch.randn(2, 0, 3, 64, 32))
+    for mode in (net.train(), net.eval()):
+        with pytest.raises(error, match=message):
+            mode(video)
+
+
+def test_one_clip_in_train_mode_is_refused_and_works_in_eval() -> None:
+    net = _small().train()
+    with pytest.raises(
+        ValueError, match=r"B >= 2 clips in train mode .* call .eval\(\) to embed a single clip"
+    ):
+        net(_video(1, 2))
+    assert net.eval()(_video(1, 2)).shape == (1, 512)
