@@ -63,6 +63,116 @@ def test_reid_loss_is_ce_plus_triplet() -> None:
     assert parts == pytest.approx({"ce": ce.item(), "triplet": triplet.item()})
 
 
-def test_shapes_are_checked() -> None:
-    with pytest.raises(ValueError):
-        batch_hard_triplet_loss(torch.randn(4, 2), torch.tensor([0, 1, 0]))
+F4, L4 = torch.randn(4, 8), torch.tensor([0, 0, 1, 1])
+
+
+@pytest.mark.parametrize(
+    ("features", "labels", "kwargs", "error", "match"),
+    [
+        (
+            torch.randn(4, 2),
+            torch.tensor([0, 1, 0]),
+            {},
+            ValueError,
+            r"labels must be \(N,\) with the N of features",
+        ),
+        (F4, L4[:, None], {}, ValueError, r"labels must be \(N,\) .* got shape \(4, 1\)"),
+        (torch.randn(8), L4, {}, ValueError, r"features must be \(N, D\), got shape \(8,\)"),
+        (
+            F4.long(),
+            L4,
+            {},
+            TypeError,
+            "features must be a floating-point tensor .* got a torch.int64 tensor",
+        ),
+        (F4.tolist(), L4, {}, TypeError, r"features must be a floating-point tensor .* got .* \(list\)"),
+        (F4, L4.float(), {}, TypeError, "labels must be an integer tensor .* got a torch.float32 tensor"),
+        (F4, [0, 0, 1, 1], {}, TypeError, r"labels must be an integer tensor .* got \[0, 0, 1, 1\] \(list\)"),
+        (
+            torch.randn(0, 8),
+            L4[:0],
+            {},
+            ValueError,
+            r"features must hold at least one sample, got shape \(0, 8\)",
+        ),
+        (F4, L4, dict(margin=-0.3), ValueError, "margin must be a finite float >= 0, or None .* got -0.3"),
+        (F4, L4, dict(margin=float("nan")), ValueError, "margin must be .* got nan"),
+        (F4, L4, dict(margin=float("inf")), ValueError, "margin must be .* got inf"),
+        (F4, L4, dict(margin=True), TypeError, r"margin must be .* got True \(bool\)"),
+        (F4, L4, dict(margin="0.3"), TypeError, r"margin must be .* got '0.3' \(str\)"),
+        (F4, L4, dict(normalize="yes"), TypeError, r"normalize must be True or False, got 'yes'"),
+    ],
+)
+def test_triplet_bad_arguments(
+    features: object, labels: object, kwargs: dict, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        batch_hard_triplet_loss(features, labels, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(margin=-1.0), ValueError, "margin must be a finite float >= 0"),
+        (dict(normalize=None), TypeError, "normalize"),
+    ],
+)
+def test_triplet_module_checks_at_construction(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        BatchHardTripletLoss(**kwargs)
+
+
+def test_euclidean_distances_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=r"features must be \(N, D\), got shape \(4,\)"):
+        euclidean_distances(torch.randn(4))
+    for eps in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match=f"eps must be a positive, finite float, got {eps}"):
+            euclidean_distances(F4, eps=eps)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(label_smoothing=1.5), ValueError, r"label_smoothing must be a float in \[0, 1\], got 1.5"),
+        (dict(label_smoothing=-0.1), ValueError, "label_smoothing must be .* got -0.1"),
+        (dict(ce_weight=-1.0), ValueError, "ce_weight must be a finite float >= 0, got -1.0"),
+        (
+            dict(triplet_weight=float("nan")),
+            ValueError,
+            "triplet_weight must be a finite float >= 0, got nan",
+        ),
+        (dict(ce_weight="1"), TypeError, r"ce_weight must be a finite float >= 0, got '1' \(str\)"),
+        (dict(ce_weight=0.0, triplet_weight=0.0), ValueError, "must not both be 0"),
+        (dict(margin=-0.3), ValueError, "margin must be a finite float >= 0"),
+    ],
+)
+def test_reid_loss_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        ReIDLoss(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "error", "match"),
+    [
+        (
+            torch.randn(4, 5),
+            torch.tensor([0, 0, 7, 7]),
+            ValueError,
+            r"class indices in \[0, 5\) for logits \(4, 5\), got 7",
+        ),
+        (torch.randn(4, 5), torch.tensor([0, 0, -1, -1]), ValueError, r"class indices in \[0, 5\) .* got -1"),
+        (
+            torch.randn(3, 5),
+            L4,
+            ValueError,
+            r"labels must be \(N,\) with the N of logits \(3, 5\), got shape \(4,\)",
+        ),
+        (torch.randn(4), L4, ValueError, r"logits must be \(N, num_classes\), got shape \(4,\)"),
+        (torch.randn(4, 5), L4.float(), TypeError, "labels must be an integer tensor"),
+    ],
+)
+def test_reid_loss_checks_its_inputs(
+    logits: torch.Tensor, labels: torch.Tensor, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        ReIDLoss()(logits, F4, labels)

@@ -43,8 +43,8 @@ def test_same_camera_same_identity_is_excluded_only_for_that_camera() -> None:
     other_cam = evaluate_ranking(DIST[:1], Q_IDS[:1], G_IDS, [5], G_CAMS)
     # g0 is now a cross-camera match at rank 1: hits at 1, 3, 5 after removing junk g3
     assert other_cam.mAP == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
-    only_same_cam = evaluate_ranking([[0.5, 0.1]], [7], [7, 8], [0], [0, 1])
-    assert only_same_cam.num_skipped == 1 and only_same_cam.mAP == 0.0
+    with pytest.raises(ValueError, match="no query has a valid match in the gallery"):
+        evaluate_ranking([[0.5, 0.1]], [7], [7, 8], [0], [0, 1])  # its only match is in its own camera
 
 
 def test_junk_queries_are_skipped_and_ties_keep_gallery_order() -> None:
@@ -70,13 +70,153 @@ def test_torch_inputs_and_shape_checks() -> None:
         torch.tensor(G_CAMS),
     )
     assert result.mAP == pytest.approx(0.75)
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match=r"distances \(3, 5\) must be \(len\(query_ids\), len\(gallery_ids\)\)"
+    ):
         evaluate_ranking(DIST[:, :5], Q_IDS, G_IDS, Q_CAMS, G_CAMS)
+
+
+def test_nan_distance_is_refused() -> None:
+    dist = DIST.copy()
+    dist[2, 4] = np.nan
+    with pytest.raises(ValueError, match=r"must not hold NaN, got 1 NaN \(the first at query 2, gallery 4\)"):
+        evaluate_ranking(dist, Q_IDS, G_IDS, Q_CAMS, G_CAMS)
+    with pytest.raises(ValueError, match="must not hold NaN"):
+        evaluate_ranking(torch.tensor(dist), Q_IDS, G_IDS, Q_CAMS, G_CAMS)
+
+
+def test_inf_distance_ranks_the_pair_last() -> None:
+    """+inf masks a pair: the result is that of the same ranking with the pair moved to the end."""
+    masked = DIST.copy()
+    masked[0, 2] = np.inf  # query 0's best true match (g2, rank 2 after exclusions) is masked
+    moved = DIST.copy()
+    moved[0, 2] = 10.0  # beyond every other distance
+    got, expected = (evaluate_ranking(d, Q_IDS, G_IDS, Q_CAMS, G_CAMS, max_rank=4) for d in (masked, moved))
+    assert (
+        got.mAP == pytest.approx(expected.mAP)
+        and got.mAP < evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS).mAP
+    )
+    np.testing.assert_allclose(got.cmc, expected.cmc)
+
+
+def test_float_ids_are_compared_exactly_never_truncated() -> None:
+    with pytest.raises(
+        ValueError, match=r"query_ids must hold integer labels, got the non-integer value 1.7"
+    ):
+        evaluate_ranking([[0.1]], np.array([1.7]), np.array([1.2]), [0], [1])
+    with pytest.raises(
+        ValueError, match=r"gallery_cams must hold integer labels, got the non-integer value 0.5"
+    ):
+        evaluate_ranking([[0.1]], [1], [1], [0], [0.5])
+    # whole-number floats are the same labels as the ints
+    as_float = evaluate_ranking(
+        DIST, np.array(Q_IDS, dtype=float), torch.tensor(G_IDS, dtype=torch.float32), Q_CAMS, G_CAMS
+    )
+    assert as_float.mAP == evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS).mAP
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            dict(query_ids=["a", "b", "c"]),
+            TypeError,
+            r"query_ids must hold integer labels, got dtype <U1 such as 'a'",
+        ),
+        (dict(gallery_ids=[True] * 6), TypeError, "gallery_ids must hold integer labels, got dtype bool"),
+        (
+            dict(query_cams=5),
+            TypeError,
+            r"query_cams must be a 1-D tensor, array or list of integer labels, got 5",
+        ),
+        (
+            dict(query_ids=[Q_IDS]),
+            ValueError,
+            r"query_ids must be 1-D \(one label per entry\), got shape \(1, 3\)",
+        ),
+        (dict(gallery_cams=G_CAMS[:5]), ValueError, r"with as many query cams \(3\) and gallery cams \(5\)"),
+        (dict(distances=DIST[0]), ValueError, r"distances must be a \(Q, G\) matrix, got shape \(6,\)"),
+        (dict(distances=DIST.astype(str)), TypeError, "distances must be a .* of real numbers, got dtype <U"),
+        (dict(distances=DIST > 0.3), TypeError, "of real numbers, got dtype bool"),
+        (dict(distances="far"), TypeError, r"distances must be a \(Q, G\) matrix of numbers, got 'far'"),
+        (dict(max_rank=0), ValueError, "max_rank must be an int >= 1, got 0"),
+        (dict(max_rank=2.5), TypeError, r"max_rank must be an int >= 1, got 2.5 \(float\)"),
+        (dict(max_rank=True), TypeError, r"got True \(bool\)"),
+        (
+            dict(junk_ids=-1),
+            TypeError,
+            r"junk_ids must be a list of identities, e.g. \(-1,\) or \(\), got -1",
+        ),
+        (dict(junk_ids=(1.5,)), TypeError, r"junk_ids must hold integer identities, got \[1.5\]"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    arguments = (
+        dict(distances=DIST, query_ids=Q_IDS, gallery_ids=G_IDS, query_cams=Q_CAMS, gallery_cams=G_CAMS)
+        | kwargs
+    )
+    with pytest.raises(error, match=match):
+        evaluate_ranking(**arguments)
+
+
+@pytest.mark.parametrize("shape", [(3, 0), (0, 6)])
+def test_empty_query_or_gallery_is_refused(shape: tuple[int, int]) -> None:
+    q, g = shape
+    with pytest.raises(ValueError, match=rf"must not be empty, got distances of shape \({q}, {g}\)"):
+        evaluate_ranking(np.zeros(shape), Q_IDS[:q], G_IDS[:g], Q_CAMS[:q], G_CAMS[:g])
+
+
+def test_gallery_without_any_match_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"no query has a valid match in the gallery \(3 queries, 6 gallery"):
+        evaluate_ranking(DIST, [7, 8, 9], G_IDS, Q_CAMS, G_CAMS)
+    with pytest.raises(ValueError, match=r"junk_ids=\(1, 2\)"):
+        evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS, junk_ids=(1, 2))
+
+
+def test_rank_must_be_an_int() -> None:
+    result = evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS, max_rank=4)
+    with pytest.raises(TypeError, match=r"k must be an int >= 1, got 1.5 \(float\)"):
+        result.rank(1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"rank must be in 1..4, got 5"):
+        result.rank(5)
 
 
 def test_pairwise_distances() -> None:
     q, g = torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 0.0], [6.0, 8.0], [-3.0, -4.0]])
     torch.testing.assert_close(pairwise_distances(q, g), torch.tensor([[5.0, 5.0, 10.0]]))
     torch.testing.assert_close(pairwise_distances(q, g[1:], "cosine"), torch.tensor([[0.0, 2.0]]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="metric must be 'euclidean' or 'cosine', got 'manhattan'"):
         pairwise_distances(q, g, "manhattan")
+
+
+@pytest.mark.parametrize(
+    ("query", "gallery", "error", "match"),
+    [
+        (torch.randn(4), torch.randn(3, 4), ValueError, r"query must be features \(N, D\), got shape \(4,\)"),
+        (torch.randn(2, 4), torch.randn(3, 5), ValueError, r"same feature size D, got \(2, 4\) and \(3, 5\)"),
+        ([[0.0, 1.0]], torch.randn(3, 2), TypeError, "query must be a floating-point tensor .* got list"),
+        (
+            torch.randn(2, 2),
+            torch.ones(3, 2, dtype=torch.long),
+            TypeError,
+            "gallery must be .* got a torch.int64",
+        ),
+        (
+            torch.tensor([[float("nan"), 0.0]]),
+            torch.randn(3, 2),
+            ValueError,
+            "query must hold finite features, got 1",
+        ),
+        (
+            torch.randn(2, 2),
+            torch.tensor([[float("inf"), 0.0]]),
+            ValueError,
+            "gallery must hold finite features",
+        ),
+    ],
+)
+def test_pairwise_distances_bad_features(
+    query: object, gallery: object, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        pairwise_distances(query, gallery)  # type: ignore[arg-type]

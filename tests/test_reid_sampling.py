@@ -49,10 +49,34 @@ def test_dense_clips_cover_every_frame_and_pad_the_last() -> None:
     assert dense_clip_indices(20, 2, max_clips=3) == [[0, 1], [6, 7], [12, 13]]
 
 
-@pytest.mark.parametrize("bad", [(0, 4), (5, 0)])
-def test_sampling_rejects_empty_tracklets_and_clips(bad: tuple[int, int]) -> None:
-    with pytest.raises(ValueError):
-        chunk_bounds(*bad)
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((0, 4), ValueError, "num_frames must be an int >= 1, got 0"),
+        ((-3, 4), ValueError, "num_frames must be an int >= 1, got -3"),
+        ((5, 0), ValueError, "clip_len must be an int >= 1, got 0"),
+        ((2.5, 4), TypeError, r"num_frames must be an int >= 1, got 2.5 \(float\)"),
+        ((10, 4.0), TypeError, r"clip_len must be an int >= 1, got 4.0 \(float\)"),
+        ((True, 4), TypeError, r"num_frames must be an int >= 1, got True \(bool\)"),
+    ],
+)
+def test_sampling_rejects_bad_lengths(args: tuple, error: type[Exception], match: str) -> None:
+    for sample in (chunk_bounds, chunk_first_indices, dense_clip_indices, restricted_random_indices):
+        with pytest.raises(error, match=match):
+            sample(*args)
+
+
+@pytest.mark.parametrize(
+    ("max_clips", "error"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("2", TypeError)]
+)
+def test_dense_clips_reject_bad_max_clips(max_clips: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=f"max_clips must be an int >= 1, got {max_clips!r}"):
+        dense_clip_indices(10, 4, max_clips=max_clips)  # type: ignore[arg-type]
+
+
+def test_restricted_sampling_rejects_a_generator_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None, got 0 \(int\)"):
+        restricted_random_indices(10, 4, generator=0)  # type: ignore[arg-type]
 
 
 def test_pk_batches_hold_p_identities_with_k_clips_each() -> None:
@@ -89,5 +113,60 @@ def test_pk_sampler_order_depends_on_seed_and_epoch_only() -> None:
 
 
 def test_pk_sampler_needs_p_identities() -> None:
-    with pytest.raises(ValueError, match="identities"):
+    with pytest.raises(ValueError, match=r"at most the number of identities in labels \(2\), got 3"):
         PKBatchSampler([0, 0, 1], num_identities=3, num_instances=2)
+
+
+LABELS = [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(num_identities=2.5), TypeError, r"num_identities \(P\) must be an int >= 1, got 2.5 \(float\)"),
+        (
+            dict(num_identities=True),
+            TypeError,
+            r"num_identities \(P\) must be an int >= 1, got True \(bool\)",
+        ),
+        (dict(num_identities=0), ValueError, r"num_identities \(P\) must be an int >= 1, got 0"),
+        (dict(num_instances=0), ValueError, r"num_instances \(K\) must be an int >= 1, got 0"),
+        (dict(num_instances=2.0), TypeError, r"num_instances \(K\) must be an int >= 1, got 2.0 \(float\)"),
+        (dict(num_instances=None), TypeError, r"num_instances \(K\) must be an int >= 1, got None"),
+        (dict(seed=1.5), TypeError, r"seed must be an int, got 1.5 \(float\)"),
+        (
+            dict(labels=[1.7, 1.2, 2, 2]),
+            ValueError,
+            "labels must hold integer labels, got the non-integer value 1.7",
+        ),
+        (dict(labels=["a", "b"]), TypeError, "labels must hold integer labels, got dtype <U1"),
+        (dict(labels=[]), ValueError, r"labels must hold one identity label per tracklet, got none"),
+        (dict(labels=5), TypeError, r"labels must be a 1-D tensor, array or list of integer labels, got 5"),
+        (
+            dict(labels=torch.zeros(3, 2, dtype=torch.long)),
+            ValueError,
+            r"labels must be 1-D .* got shape \(3, 2\)",
+        ),
+    ],
+)
+def test_pk_sampler_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    arguments = dict(labels=LABELS, num_identities=2, num_instances=2) | kwargs
+    with pytest.raises(error, match=match):
+        PKBatchSampler(**arguments)
+
+
+def test_pk_sampler_labels_from_tensors_and_whole_floats_are_the_same_labels() -> None:
+    reference = list(PKBatchSampler(LABELS, 2, 2, seed=3))
+    for labels in (
+        torch.tensor(LABELS),
+        torch.tensor(LABELS, dtype=torch.float64),
+        [float(x) for x in LABELS],
+    ):
+        assert list(PKBatchSampler(labels, 2, 2, seed=3)) == reference
+
+
+@pytest.mark.parametrize(("epoch", "error"), [(1.5, TypeError), (-1, ValueError), ("1", TypeError)])
+def test_pk_sampler_set_epoch_rejects_bad_epochs(epoch: object, error: type[Exception]) -> None:
+    sampler = PKBatchSampler(LABELS, 2, 2)
+    with pytest.raises(error, match=f"epoch must be an int >= 0, got {epoch!r}"):
+        sampler.set_epoch(epoch)  # type: ignore[arg-type]

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_bool, check_float, got
+
 __all__ = ["BatchHardTripletLoss", "ReIDLoss", "batch_hard_triplet_loss", "euclidean_distances"]
 
 
@@ -20,11 +22,48 @@ def euclidean_distances(features: Tensor, eps: float = 1e-12) -> Tensor:
     Squared distances are clamped at ``eps`` before the square root, so the gradient stays finite for
     identical features.
     """
+    _check_features("features", features)
+    check_float("eps", eps, "a positive, finite float", low=0.0, low_inclusive=False)
     x = features.float()
     squared = x.pow(2).sum(1)
     dist2 = squared[:, None] + squared[None, :] - 2.0 * x @ x.t()
     dist = dist2.clamp_min(eps).sqrt()
     return dist * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
+
+
+def _check_features(name: str, features: object, shape: str = "(N, D)") -> None:
+    if not isinstance(features, Tensor) or not features.is_floating_point():
+        kind = f"a {features.dtype} tensor" if isinstance(features, Tensor) else got(features)
+        raise TypeError(f"{name} must be a floating-point tensor {shape}, got {kind}")
+    if features.ndim != 2:
+        raise ValueError(f"{name} must be {shape}, got shape {tuple(features.shape)}")
+
+
+def _check_labels(labels: object, reference: Tensor, reference_name: str = "features") -> None:
+    """Integer labels ``(N,)`` for the ``N`` rows of ``reference``, on its device."""
+    if (
+        not isinstance(labels, Tensor)
+        or labels.is_floating_point()
+        or labels.is_complex()
+        or labels.dtype == torch.bool
+    ):
+        kind = f"a {labels.dtype} tensor" if isinstance(labels, Tensor) else got(labels)
+        raise TypeError(f"labels must be an integer tensor (N,) of identity labels, got {kind}")
+    if labels.shape != reference.shape[:1]:
+        raise ValueError(
+            f"labels must be (N,) with the N of {reference_name} {tuple(reference.shape)}, "
+            f"got shape {tuple(labels.shape)}"
+        )
+    if labels.device != reference.device:
+        raise ValueError(
+            f"labels must be on the device of {reference_name} ({reference.device}), got {labels.device}"
+        )
+
+
+def _check_margin(margin: object) -> float | None:
+    if margin is None:
+        return None
+    return check_float("margin", margin, "a finite float >= 0, or None for the soft margin", low=0.0)
 
 
 def batch_hard_triplet_loss(
@@ -43,11 +82,19 @@ def batch_hard_triplet_loss(
         labels: ``(N,)`` identity labels.
         margin: ``m`` (paper: 0.3). ``None`` gives the soft-margin variant ``softplus(d_ap - d_an)``.
         normalize: L2-normalize the features first.
+
+    Raises:
+        TypeError: features not a floating-point tensor, labels not an integer tensor, a bad ``margin`` or
+            ``normalize`` type.
+        ValueError: shapes that do not match, an empty batch, labels on another device, a negative or
+            non-finite ``margin``.
     """
-    if features.ndim != 2 or labels.shape != features.shape[:1]:
-        raise ValueError(
-            f"expected features (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
-        )
+    _check_features("features", features)
+    _check_labels(labels, features)
+    if len(features) == 0:
+        raise ValueError(f"features must hold at least one sample, got shape {tuple(features.shape)}")
+    margin = _check_margin(margin)
+    check_bool("normalize", normalize)
     if normalize:
         features = F.normalize(features, dim=1)
     dist = euclidean_distances(features)
@@ -69,8 +116,8 @@ class BatchHardTripletLoss(nn.Module):
 
     def __init__(self, margin: float | None = 0.3, normalize: bool = False) -> None:
         super().__init__()
-        self.margin = margin
-        self.normalize = normalize
+        self.margin = _check_margin(margin)
+        self.normalize = check_bool("normalize", normalize)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, normalize={self.normalize}"
@@ -87,7 +134,11 @@ class ReIDLoss(nn.Module):
     Args:
         margin: triplet margin (paper: 0.3; ``None``: soft margin).
         label_smoothing: of the cross-entropy (paper: none given; ``0.0``).
-        ce_weight, triplet_weight: weights of the two terms (paper: 1 and 1).
+        ce_weight, triplet_weight: weights of the two terms (paper: 1 and 1), finite, ``>= 0``, not both 0.
+
+    ``forward(logits, features, labels)``: logits ``(N, num_classes)``, features ``(N, D)``, labels ``(N,)``
+    integers in ``[0, num_classes)`` (checked before the loss, so that a bad label on a GPU gives this error
+    rather than a device-side assert).
     """
 
     def __init__(
@@ -98,12 +149,26 @@ class ReIDLoss(nn.Module):
         triplet_weight: float = 1.0,
     ) -> None:
         super().__init__()
+        label_smoothing = check_float(
+            "label_smoothing", label_smoothing, "a float in [0, 1]", low=0.0, high=1.0
+        )
+        self.ce_weight = check_float("ce_weight", ce_weight, "a finite float >= 0", low=0.0)
+        self.triplet_weight = check_float("triplet_weight", triplet_weight, "a finite float >= 0", low=0.0)
+        if self.ce_weight == 0 and self.triplet_weight == 0:
+            raise ValueError("ce_weight and triplet_weight must not both be 0 (the loss would be constant)")
         self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.triplet = BatchHardTripletLoss(margin)
-        self.ce_weight = ce_weight
-        self.triplet_weight = triplet_weight
 
     def forward(self, logits: Tensor, features: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        _check_features("logits", logits, "(N, num_classes)")
+        _check_labels(labels, logits, "logits")
+        num_classes = logits.shape[1]
+        if len(labels) and not bool(((labels >= 0) & (labels < num_classes)).all()):
+            bad = labels[(labels < 0) | (labels >= num_classes)][0]
+            raise ValueError(
+                f"labels must be class indices in [0, {num_classes}) for logits {tuple(logits.shape)}, "
+                f"got {int(bad)}"
+            )
         ce = self.cross_entropy(logits.float(), labels)
         triplet = self.triplet(features, labels)
         total = self.ce_weight * ce + self.triplet_weight * triplet

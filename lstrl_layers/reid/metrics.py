@@ -7,22 +7,27 @@ Protocol (as in the MARS and iLIDS-VID evaluations): for each query the gallery 
 - gallery entries with a **junk identity** (``junk_ids``, e.g. ``-1`` in MARS) are removed; distractors
   (MARS identity ``0``) stay, as negatives;
 - a query with no remaining true match (or whose own identity is junk) cannot be scored: it is **skipped**
-  and counted in :attr:`ReIDResult.num_skipped`.
+  and counted in :attr:`ReIDResult.num_skipped`. If no query at all can be scored (an empty gallery, or one
+  without any cross-camera match), there is nothing to average and :func:`evaluate_ranking` raises.
 
 CMC at rank ``k`` is the fraction of the scored queries with a true match among the first ``k`` remaining
 entries; AP is the mean, over the query's true matches, of the precision at each match's rank; mAP averages
-AP over scored queries. Equal distances keep the gallery order (stable sort).
+AP over scored queries. Equal distances keep the gallery order (stable sort). A distance of ``+inf`` ranks a
+pair last (use it to mask pairs out); NaN has no rank and is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .._checks import check_int, got, integer_labels
 
 __all__ = ["ReIDResult", "evaluate_ranking", "pairwise_distances"]
 
@@ -31,13 +36,35 @@ def pairwise_distances(query: Tensor, gallery: Tensor, metric: str = "euclidean"
     """Distances ``(Q, G)`` between query ``(Q, D)`` and gallery ``(G, D)`` features, in float32.
 
     ``metric``: ``"euclidean"`` or ``"cosine"`` (``1 - cosine similarity``).
+
+    Raises:
+        TypeError: a feature set that is not a floating-point tensor.
+        ValueError: not 2-D, different ``D``, non-finite features (NaN / inf give NaN distances), or an
+            unknown ``metric``.
     """
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    for name, features in (("query", query), ("gallery", gallery)):
+        if not isinstance(features, Tensor) or not features.is_floating_point():
+            kind = f"a {features.dtype} tensor" if isinstance(features, Tensor) else type(features).__name__
+            raise TypeError(f"{name} must be a floating-point tensor of features (N, D), got {kind}")
+        if features.ndim != 2:
+            raise ValueError(f"{name} must be features (N, D), got shape {tuple(features.shape)}")
+        bad = int((~torch.isfinite(features)).sum())
+        if bad:
+            raise ValueError(
+                f"{name} must hold finite features, got {bad} NaN or inf values "
+                f"in shape {tuple(features.shape)}"
+            )
+    if query.shape[1] != gallery.shape[1]:
+        raise ValueError(
+            f"query and gallery must have the same feature size D, got {tuple(query.shape)} and "
+            f"{tuple(gallery.shape)}"
+        )
     query, gallery = query.float(), gallery.float()
     if metric == "euclidean":
         return torch.cdist(query, gallery)
-    if metric == "cosine":
-        return 1.0 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).t()
-    raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    return 1.0 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).t()
 
 
 @dataclass
@@ -52,6 +79,7 @@ class ReIDResult:
 
     def rank(self, k: int) -> float:
         """Rank-``k`` accuracy (CMC at ``k``); ranks beyond ``max_rank`` are not computed."""
+        check_int("k", k)
         if not 1 <= k <= len(self.cmc):
             raise ValueError(f"rank must be in 1..{len(self.cmc)}, got {k}")
         return float(self.cmc[k - 1])
@@ -70,10 +98,27 @@ class ReIDResult:
         return f"mAP {100 * self.mAP:.1f}, {ranks} over {scored} queries{skipped}"
 
 
-def _as_numpy(values: Tensor | np.ndarray | Sequence[int] | Sequence[Sequence[float]]) -> np.ndarray:
-    if isinstance(values, Tensor):
-        return values.detach().cpu().numpy()
-    return np.asarray(values)
+def _as_distances(distances: object) -> np.ndarray:
+    """A 2-D real-valued distance matrix as float64; NaN refused, +-inf kept (they rank first / last)."""
+    if isinstance(distances, Tensor):
+        array = distances.detach().cpu().numpy()
+    elif isinstance(distances, (str, bytes, Mapping)):
+        raise TypeError(f"distances must be a (Q, G) matrix of numbers, got {got(distances)}")
+    else:
+        array = np.asarray(distances)
+    if array.dtype.kind not in "iuf":  # bool, complex, str, object
+        raise TypeError(f"distances must be a (Q, G) matrix of real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"distances must be a (Q, G) matrix, got shape {tuple(array.shape)}")
+    array = array.astype(np.float64)
+    nan = np.isnan(array)
+    if nan.any():
+        q, g = (int(i) for i in np.argwhere(nan)[0])
+        raise ValueError(
+            f"distances must not hold NaN, got {int(nan.sum())} NaN (the first at query {q}, gallery {g}); "
+            "use +inf to rank a pair last"
+        )
+    return array
 
 
 def evaluate_ranking(
@@ -90,19 +135,36 @@ def evaluate_ranking(
     See the module docstring for the protocol. ``junk_ids``: identities that are neither matches nor
     negatives (MARS: ``(-1,)``; ``()`` for none). A query with fewer than ``max_rank`` valid gallery
     entries counts as matched at the ranks beyond them if it matched at all.
+
+    Identities and cameras are integers (tensors, arrays or lists; whole-number floats such as ``2.0`` are
+    accepted, ``1.7`` is refused rather than truncated). ``+inf`` distances are allowed (the pair ranks
+    last); NaN is refused.
+
+    Raises:
+        TypeError: non-numeric distances, non-integer labels, ``max_rank`` not an int.
+        ValueError: NaN distances, shapes that do not match, an empty query set or gallery, or no query with
+            a valid match in the gallery (nothing to score).
     """
-    dist = _as_numpy(distances).astype(np.float64)
-    q_ids, g_ids = _as_numpy(query_ids).astype(np.int64), _as_numpy(gallery_ids).astype(np.int64)
-    q_cams, g_cams = _as_numpy(query_cams).astype(np.int64), _as_numpy(gallery_cams).astype(np.int64)
+    dist = _as_distances(distances)
+    q_ids, g_ids = integer_labels("query_ids", query_ids), integer_labels("gallery_ids", gallery_ids)
+    q_cams, g_cams = integer_labels("query_cams", query_cams), integer_labels("gallery_cams", gallery_cams)
     if dist.shape != (len(q_ids), len(g_ids)) or len(q_cams) != len(q_ids) or len(g_cams) != len(g_ids):
         raise ValueError(
             f"distances {dist.shape} must be (len(query_ids), len(gallery_ids)) = "
             f"({len(q_ids)}, {len(g_ids)}), with as many query cams ({len(q_cams)}) and gallery cams "
             f"({len(g_cams)})"
         )
-    if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    junk_ids = np.fromiter(junk_ids, dtype=np.int64)
+    if dist.size == 0:
+        raise ValueError(
+            f"the query set and the gallery must not be empty, got distances of shape {dist.shape}"
+        )
+    check_int("max_rank", max_rank)
+    if isinstance(junk_ids, (str, bytes)) or not isinstance(junk_ids, Iterable):
+        raise TypeError(f"junk_ids must be a list of identities, e.g. (-1,) or (), got {got(junk_ids)}")
+    junk_ids = list(junk_ids)
+    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in junk_ids):
+        raise TypeError(f"junk_ids must hold integer identities, got {junk_ids!r}")
+    junk_ids = np.array(junk_ids, dtype=np.int64)
     junk = np.isin(g_ids, junk_ids)
     cmc_sum = np.zeros(max_rank)
     average_precisions = []
@@ -119,9 +181,16 @@ def evaluate_ranking(
         precision_at_hits = np.arange(1, len(hit_ranks) + 1) / hit_ranks
         average_precisions.append(float(precision_at_hits.mean()))
     scored = len(average_precisions)
+    if not scored:
+        raise ValueError(
+            f"no query has a valid match in the gallery ({len(q_ids)} queries, {len(g_ids)} gallery "
+            "entries): a match needs the query's identity, a camera other than the query's, and an identity "
+            f"not in junk_ids={tuple(int(i) for i in junk_ids)}; check that the query and gallery labels "
+            "belong together"
+        )
     return ReIDResult(
-        cmc=cmc_sum / max(scored, 1),
-        mAP=float(np.mean(average_precisions)) if scored else 0.0,
+        cmc=cmc_sum / scored,
+        mAP=float(np.mean(average_precisions)),
         num_queries=len(q_ids),
         num_skipped=len(q_ids) - scored,
     )

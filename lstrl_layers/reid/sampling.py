@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from .._checks import check_int, got, integer_labels
+
 __all__ = [
     "PKBatchSampler",
     "chunk_bounds",
@@ -29,10 +31,8 @@ __all__ = [
 
 
 def _check(num_frames: int, clip_len: int) -> None:
-    if num_frames < 1:
-        raise ValueError(f"a tracklet needs at least one frame, got {num_frames}")
-    if clip_len < 1:
-        raise ValueError(f"clip length T must be >= 1, got {clip_len}")
+    check_int("num_frames", num_frames)  # a tracklet has at least one frame
+    check_int("clip_len", clip_len)
 
 
 def chunk_bounds(num_frames: int, clip_len: int) -> list[tuple[int, int]]:
@@ -56,6 +56,8 @@ def restricted_random_indices(
 
     Returns ``T`` increasing (non-decreasing when ``num_frames < T``) indices into the tracklet.
     """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {got(generator)}")
     picks = []
     for start, stop in chunk_bounds(num_frames, clip_len):
         picks.append(start + int(torch.randint(stop - start, (1,), generator=generator)))
@@ -75,6 +77,8 @@ def dense_clip_indices(num_frames: int, clip_len: int, max_clips: int | None = N
     tracklets.
     """
     _check(num_frames, clip_len)
+    if max_clips is not None:
+        check_int("max_clips", max_clips)
     if num_frames < clip_len:
         return [chunk_first_indices(num_frames, clip_len)]
     clips = []
@@ -95,37 +99,46 @@ class PKBatchSampler(Sampler[list[int]]):
     A batch lists the ``K`` tracklets of its first identity, then those of the second, and so on.
 
     Args:
-        labels: identity label of every tracklet of the dataset (index ``i`` is tracklet ``i``).
+        labels: identity label of every tracklet of the dataset (index ``i`` is tracklet ``i``): integers (a
+            list, array or tensor; whole-number floats such as ``2.0`` are accepted, ``1.7`` is refused).
         num_identities: ``P``, identities per batch (paper: 8).
         num_instances: ``K``, tracklets per identity (paper: 4).
         seed: base seed. The order of epoch ``e`` depends only on ``seed`` and ``e``; call
             :meth:`set_epoch` before iterating to get a different order each epoch (and the same order
             again after ``--resume``). Without it, every iteration advances the epoch counter by itself.
+
+    Raises:
+        TypeError: ``P``, ``K`` or ``seed`` not an int, or labels that are not integers.
+        ValueError: ``P`` or ``K`` below 1, no labels, or fewer identities than ``P``.
     """
 
     def __init__(self, labels: Sequence[int], num_identities: int, num_instances: int, seed: int = 0) -> None:
-        if num_identities < 1 or num_instances < 1:
-            raise ValueError(f"P and K must be >= 1, got P={num_identities}, K={num_instances}")
+        self.num_identities = check_int("num_identities (P)", num_identities)
+        self.num_instances = check_int("num_instances (K)", num_instances)
+        self.seed = check_int("seed", seed, minimum=None)
+        label_array = integer_labels("labels", labels)
+        if len(label_array) == 0:
+            raise ValueError("labels must hold one identity label per tracklet, got none (an empty dataset)")
         by_label: dict[int, list[int]] = defaultdict(list)
-        for index, label in enumerate(labels):
-            by_label[int(label)].append(index)
+        for index, label in enumerate(label_array.tolist()):
+            by_label[label].append(index)
         if len(by_label) < num_identities:
-            raise ValueError(f"P={num_identities} identities per batch but the dataset has {len(by_label)}")
+            raise ValueError(
+                f"num_identities (P) must be at most the number of identities in labels ({len(by_label)}), "
+                f"got {num_identities}"
+            )
         self.index_by_label = dict(sorted(by_label.items()))
-        self.num_identities = num_identities
-        self.num_instances = num_instances
-        self.seed = seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch whose order the next iteration yields."""
-        self.epoch = epoch
+        self.epoch = check_int("epoch", epoch, minimum=0)
 
     def __len__(self) -> int:
         return len(self.index_by_label) // self.num_identities
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**64)
         self.epoch += 1
         labels = list(self.index_by_label)
         order = torch.randperm(len(labels), generator=generator).tolist()
