@@ -8,7 +8,7 @@ import torch
 from lstrl_layers import BME, MAE, LSTRLBlock
 
 
-def test_block_is_x_plus_both_branches_on_the_same_input() -> None:
+def test_block_is_x_plus_both_branches_on_the_same_input(device: torch.device) -> None:
     torch.manual_seed(0)
     block = LSTRLBlock(
         16, 3, zero_init=False, mae_kwargs=dict(granularities=(1, 4)), bme_kwargs=dict(edge="replicate")
@@ -17,28 +17,30 @@ def test_block_is_x_plus_both_branches_on_the_same_input() -> None:
     bme = BME(16, 3, edge="replicate", zero_init=False)
     mae.load_state_dict(block.mae.state_dict())
     bme.load_state_dict(block.bme.state_dict())
-    x = torch.randn(6, 16, 3, 2)
+    block, mae, bme = block.to(device), mae.to(device), bme.to(device)
+    x = torch.randn(6, 16, 3, 2, device=device)
     out, maps = block(x, return_maps=True)
     torch.testing.assert_close(out, x + (mae(x) - x) + (bme(x) - x))
     assert sorted(maps) == ["D1", "D4", "Mb", "Mf"]
 
 
 @pytest.mark.parametrize("mae, bme", [(True, False), (False, True)])
-def test_single_branch_block_equals_that_branch(mae: bool, bme: bool) -> None:
+def test_single_branch_block_equals_that_branch(mae: bool, bme: bool, device: torch.device) -> None:
     torch.manual_seed(0)
     block = LSTRLBlock(16, 2, mae=mae, bme=bme, zero_init=False)
     alone = MAE(16, 2) if mae else BME(16, 2, zero_init=False)
     alone.load_state_dict((block.mae or block.bme).state_dict())
     assert (block.mae is None) != (block.bme is None)
-    x = torch.randn(2, 2, 16, 3, 3)
+    block, alone = block.to(device), alone.to(device)
+    x = torch.randn(2, 2, 16, 3, 3, device=device)
     torch.testing.assert_close(block(x), alone(x))
 
 
-def test_num_frames_reaches_both_branches() -> None:
-    block = LSTRLBlock(16, 8)
+def test_num_frames_reaches_both_branches(device: torch.device) -> None:
+    block = LSTRLBlock(16, 8).to(device)
     block.num_frames = 16
     assert (block.num_frames, block.mae.num_frames, block.bme.num_frames) == (16, 16, 16)
-    assert block(torch.randn(32, 16, 2, 2)).shape == (32, 16, 2, 2)
+    assert block(torch.randn(32, 16, 2, 2, device=device)).shape == (32, 16, 2, 2)
 
 
 @pytest.mark.parametrize(
@@ -66,10 +68,10 @@ def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None
         LSTRLBlock(16, 2, **kwargs)
 
 
-def test_drops_into_nn_sequential_after_a_stage() -> None:
+def test_drops_into_nn_sequential_after_a_stage(device: torch.device) -> None:
     stage = torch.nn.Conv2d(3, 16, kernel_size=3, padding=1)
-    model = torch.nn.Sequential(stage, MAE(16, 4), BME(16, 4), LSTRLBlock(16, 4))
-    frames = torch.randn(8, 3, 6, 4)
+    model = torch.nn.Sequential(stage, MAE(16, 4), BME(16, 4), LSTRLBlock(16, 4)).to(device)
+    frames = torch.randn(8, 3, 6, 4, device=device)
     torch.testing.assert_close(model(frames), stage(frames))  # identity at init
     model(frames).sum().backward()
     assert stage.weight.grad is not None

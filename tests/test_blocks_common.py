@@ -37,18 +37,20 @@ def _randomize(block: nn.Module) -> nn.Module:
 
 
 @pytest.mark.parametrize("num_frames, height, width", [(1, 3, 2), (2, 1, 1), (3, 4, 2)])
-def test_5d_and_4d_layouts_agree(factory: Factory, num_frames: int, height: int, width: int) -> None:
-    block = _randomize(factory(num_frames=num_frames))
-    clips = torch.randn(2, num_frames, CHANNELS, height, width)
+def test_5d_and_4d_layouts_agree(
+    factory: Factory, num_frames: int, height: int, width: int, device: torch.device
+) -> None:
+    block = _randomize(factory(num_frames=num_frames)).to(device)
+    clips = torch.randn(2, num_frames, CHANNELS, height, width, device=device)
     out5 = block(clips)
     out4 = block(rearrange(clips, "b t c h w -> (b t) c h w"))
     assert out5.shape == clips.shape
     torch.testing.assert_close(rearrange(out5, "b t c h w -> (b t) c h w"), out4)
 
 
-def test_5d_input_takes_num_frames_from_the_tensor(factory: Factory) -> None:
-    block = _randomize(factory(num_frames=2))
-    clips = torch.randn(2, 5, CHANNELS, 3, 2)
+def test_5d_input_takes_num_frames_from_the_tensor(factory: Factory, device: torch.device) -> None:
+    block = _randomize(factory(num_frames=2)).to(device)
+    clips = torch.randn(2, 5, CHANNELS, 3, 2, device=device)
     out = block(clips)
     block.num_frames = 5
     torch.testing.assert_close(
@@ -57,10 +59,10 @@ def test_5d_input_takes_num_frames_from_the_tensor(factory: Factory) -> None:
 
 
 @pytest.mark.parametrize("return_maps", [False, True])
-def test_clips_are_independent(factory: Factory, return_maps: bool) -> None:
+def test_clips_are_independent(factory: Factory, return_maps: bool, device: torch.device) -> None:
     torch.manual_seed(0)
-    block = _randomize(factory(num_frames=3))
-    clips = torch.randn(3, 3, CHANNELS, 4, 2)
+    block = _randomize(factory(num_frames=3)).to(device)
+    clips = torch.randn(3, 3, CHANNELS, 4, 2, device=device)
     changed = clips.clone()
     changed[1] = torch.randn_like(changed[1]) * 5
     out, out_changed = (block(c, return_maps=True)[0] if return_maps else block(c) for c in (clips, changed))
@@ -68,10 +70,10 @@ def test_clips_are_independent(factory: Factory, return_maps: bool) -> None:
     assert not torch.allclose(out[1], out_changed[1])
 
 
-def test_identity_at_init_and_trainable_from_it(factory: Factory) -> None:
+def test_identity_at_init_and_trainable_from_it(factory: Factory, device: torch.device) -> None:
     torch.manual_seed(0)
-    block = factory(num_frames=4)
-    x = torch.randn(8, CHANNELS, 4, 3)
+    block = factory(num_frames=4).to(device)
+    x = torch.randn(8, CHANNELS, 4, 3, device=device)
     assert torch.equal(block(x), x)
     target = torch.randn_like(x)
     optimizer = torch.optim.SGD(block.parameters(), lr=0.1)
@@ -91,17 +93,17 @@ def test_identity_at_init_and_trainable_from_it(factory: Factory) -> None:
     assert not stuck
 
 
-def test_zero_init_false_is_not_identity(factory: Factory) -> None:
-    block = factory(num_frames=2, zero_init=False)
-    x = torch.randn(4, CHANNELS, 3, 3)
+def test_zero_init_false_is_not_identity(factory: Factory, device: torch.device) -> None:
+    block = factory(num_frames=2, zero_init=False).to(device)
+    x = torch.randn(4, CHANNELS, 3, 3, device=device)
     assert not torch.allclose(block(x), x)
 
 
 @pytest.mark.parametrize("return_maps", [False, True])
-def test_gradcheck_float64(factory: Factory, return_maps: bool) -> None:
+def test_gradcheck_float64(factory: Factory, return_maps: bool, device: torch.device) -> None:
     torch.manual_seed(0)
-    block = _randomize(factory(num_frames=2)).double()
-    x = torch.randn(4, CHANNELS, 2, 2, dtype=torch.float64, requires_grad=True)
+    block = _randomize(factory(num_frames=2)).to(device, torch.float64)
+    x = torch.randn(4, CHANNELS, 2, 2, dtype=torch.float64, device=device, requires_grad=True)
 
     def fn(inp: torch.Tensor) -> torch.Tensor:
         return block(inp, return_maps=True)[0] if return_maps else block(inp)
@@ -141,10 +143,10 @@ def test_empty_maps_are_refused_up_front(factory: Factory, shape: tuple[int, ...
 @pytest.mark.parametrize("layout", [(0, CHANNELS, 3, 2), (0, 2, CHANNELS, 3, 2)])
 @pytest.mark.parametrize("return_maps", [False, True])
 def test_empty_batch_gives_an_empty_output(
-    factory: Factory, layout: tuple[int, ...], return_maps: bool
+    factory: Factory, layout: tuple[int, ...], return_maps: bool, device: torch.device
 ) -> None:
-    block = _randomize(factory(num_frames=2))
-    x = torch.randn(layout)
+    block = _randomize(factory(num_frames=2)).to(device)
+    x = torch.randn(layout, device=device)
     out = block(x, return_maps=True)[0] if return_maps else block(x)
     assert out.shape == x.shape
 
@@ -188,9 +190,8 @@ def test_num_frames_of_the_wrong_type(factory: Factory, num_frames: object) -> N
 
 
 @pytest.mark.parametrize("channels, error", [(0, ValueError), (16.0, TypeError), ("16", TypeError)])
-def test_bad_channels(factory: Factory, channels: object, error: type[Exception]) -> None:
-    build = {"mae": MAE, "bme": BME, "block": LSTRLBlock}
-    for cls in build.values():
+def test_bad_channels(channels: object, error: type[Exception]) -> None:
+    for cls in (MAE, BME, LSTRLBlock):
         with pytest.raises(error, match=re.escape(f"channels must be an int >= 1, got {channels!r}")):
             cls(channels, 2)
 
@@ -206,15 +207,16 @@ def test_torchscript_is_refused_with_the_alternatives(factory: Factory) -> None:
     assert all(way in str(info.value) for way in ways)
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the shape checks are constants in a trace
-@pytest.mark.filterwarnings(
-    "ignore:`torch.jit.trace:FutureWarning"
-)  # deprecated in recent torch, still works
-def test_torch_jit_trace_matches_eager(factory: Factory) -> None:
-    block = _randomize(factory(num_frames=2)).eval()
-    x = torch.randn(4, CHANNELS, 3, 2)
+# the shape checks are constants in a trace; torch.jit.trace is deprecated in recent torch but still works
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
+def test_torch_jit_trace_matches_eager(factory: Factory, device: torch.device) -> None:
+    block = _randomize(factory(num_frames=2)).to(device).eval()
+    x = torch.randn(4, CHANNELS, 3, 2, device=device)
     traced = torch.jit.trace(block, (x,))
-    other = torch.randn(4, CHANNELS, 3, 2)  # same shape, other values: the trace is not a constant
+    other = torch.randn(
+        4, CHANNELS, 3, 2, device=device
+    )  # same shape, other values: the trace is not a constant
     torch.testing.assert_close(traced(other), block(other))
 
 
@@ -223,7 +225,7 @@ def test_torch_jit_trace_matches_eager(factory: Factory) -> None:
 )
 @pytest.mark.parametrize("return_maps", [False, True])
 def test_large_magnitude_features_stay_finite(
-    factory: Factory, dtype: torch.dtype, magnitude: float, return_maps: bool
+    factory: Factory, dtype: torch.dtype, magnitude: float, return_maps: bool, device: torch.device
 ) -> None:
     """Logits X_i X1^T reach ~1e5 at magnitude 300: an unstabilized softmax would give inf/nan.
 
@@ -231,8 +233,8 @@ def test_large_magnitude_features_stay_finite(
     by themselves; test_mae.py checks MAE under fp16 with logits beyond fp16's range.
     """
     torch.manual_seed(0)
-    block = _randomize(factory(num_frames=2, zero_init=False))
-    x = torch.randn(4, CHANNELS, 4, 4) * magnitude
-    with nullcontext() if dtype == torch.float32 else torch.autocast("cpu", dtype=dtype):
+    block = _randomize(factory(num_frames=2, zero_init=False)).to(device)
+    x = torch.randn(4, CHANNELS, 4, 4, device=device) * magnitude
+    with nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype):
         out = block(x, return_maps=True)[0] if return_maps else block(x)
     assert torch.isfinite(out).all()

@@ -59,10 +59,12 @@ def _literal_bme(bme: BME, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, 
     ],
 )
 @pytest.mark.parametrize("num_frames", [1, 2, 4])
-def test_matches_the_equations_with_two_psi_passes(kwargs: dict, num_frames: int) -> None:
+def test_matches_the_equations_with_two_psi_passes(
+    kwargs: dict, num_frames: int, device: torch.device
+) -> None:
     torch.manual_seed(0)
-    bme = _randomized(BME(8, num_frames, **kwargs)).double()
-    clips = torch.randn(2, num_frames, 8, 3, 2, dtype=torch.float64)
+    bme = _randomized(BME(8, num_frames, **kwargs)).to(device, torch.float64)
+    clips = torch.randn(2, num_frames, 8, 3, 2, dtype=torch.float64, device=device)
     with torch.no_grad():
         out, maps = bme(clips, return_maps=True)
         expected = [_literal_bme(bme, clip) for clip in clips]
@@ -81,10 +83,12 @@ def test_psi_runs_once_per_frame() -> None:
 
 
 @pytest.mark.parametrize("edge", ["zero", "replicate"])
-def test_output_at_frame_t_depends_only_on_frames_t_minus_1_to_t_plus_1(edge: str) -> None:
+def test_output_at_frame_t_depends_only_on_frames_t_minus_1_to_t_plus_1(
+    edge: str, device: torch.device
+) -> None:
     torch.manual_seed(0)
-    bme = _randomized(BME(8, 6, edge=edge))
-    clips = torch.randn(1, 6, 8, 3, 2)
+    bme = _randomized(BME(8, 6, edge=edge)).to(device)
+    clips = torch.randn(1, 6, 8, 3, 2, device=device)
     for changed_frame in range(6):
         changed = clips.clone()
         changed[:, changed_frame] += torch.randn_like(changed[:, changed_frame]) * 3
@@ -94,21 +98,21 @@ def test_output_at_frame_t_depends_only_on_frames_t_minus_1_to_t_plus_1(edge: st
         )
 
 
-def test_zero_edge_has_no_motion_past_the_clip_ends() -> None:
+def test_zero_edge_has_no_motion_past_the_clip_ends(device: torch.device) -> None:
     torch.manual_seed(0)
-    _, maps = _randomized(BME(8, 3))(torch.randn(2, 3, 8, 2, 2), return_maps=True)
+    _, maps = _randomized(BME(8, 3)).to(device)(torch.randn(2, 3, 8, 2, 2, device=device), return_maps=True)
     assert maps["Mb"][:, 0].eq(0).all() and maps["Mf"][:, -1].eq(0).all()
     assert maps["Mb"][:, 1:].ne(0).any() and maps["Mf"][:, :-1].ne(0).any()
 
 
-def test_local_and_global_modes_agree_on_1x1_maps_and_differ_otherwise() -> None:
+def test_local_and_global_modes_agree_on_1x1_maps_and_differ_otherwise(device: torch.device) -> None:
     torch.manual_seed(0)
-    global_bme = _randomized(BME(8, 3))
-    local_bme = BME(8, 3, mode="local")
+    global_bme = _randomized(BME(8, 3)).to(device)
+    local_bme = BME(8, 3, mode="local").to(device)
     local_bme.load_state_dict(global_bme.state_dict())
-    one_pixel = torch.randn(2, 3, 8, 1, 1)
+    one_pixel = torch.randn(2, 3, 8, 1, 1, device=device)
     torch.testing.assert_close(local_bme(one_pixel), global_bme(one_pixel))
-    maps_input = torch.randn(2, 3, 8, 3, 2)
+    maps_input = torch.randn(2, 3, 8, 3, 2, device=device)
     assert not torch.allclose(local_bme(maps_input), global_bme(maps_input))
 
 

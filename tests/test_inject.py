@@ -14,13 +14,19 @@ from lstrl_layers import LSTRLBlock, inject_lstrl, set_num_frames
 NUM_FRAMES = 2
 
 
-def _frames(num_clips: int = 2, size: tuple[int, int] = (64, 32), seed: int = 0) -> torch.Tensor:
-    return torch.randn(num_clips * NUM_FRAMES, 3, *size, generator=torch.Generator().manual_seed(seed))
+CPU = torch.device("cpu")
 
 
-def _plain(name: str = "resnet18", **kwargs: object) -> nn.Module:
+def _frames(
+    num_clips: int = 2, size: tuple[int, int] = (64, 32), seed: int = 0, device: torch.device = CPU
+) -> torch.Tensor:
+    frames = torch.randn(num_clips * NUM_FRAMES, 3, *size, generator=torch.Generator().manual_seed(seed))
+    return frames.to(device)
+
+
+def _plain(name: str = "resnet18", device: torch.device = CPU, **kwargs: object) -> nn.Module:
     torch.manual_seed(0)
-    return timm.create_model(name, pretrained=False, **kwargs).eval()
+    return timm.create_model(name, pretrained=False, **kwargs).to(device).eval()
 
 
 def _randomize_blocks(model: nn.Module) -> None:
@@ -52,9 +58,9 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_identity_at_init_then_trainable_across_families(name: str) -> None:
-    x = _frames(size=FAMILIES[name])
-    model = _plain(name)
+def test_identity_at_init_then_trainable_across_families(name: str, device: torch.device) -> None:
+    x = _frames(size=FAMILIES[name], device=device)
+    model = _plain(name, device)
     stages = [len(model.feature_info) - 3, len(model.feature_info) - 2]
     with torch.no_grad():
         expected = model(x)
@@ -70,8 +76,8 @@ def test_identity_at_init_then_trainable_across_families(name: str) -> None:
     assert any(g.abs().sum() > 0 for n, g in grads.items() if n.endswith("gamma"))
 
 
-def test_block_runs_where_feature_info_points_and_uses_the_models_channels() -> None:
-    model = _plain("resnet18")
+def test_block_runs_where_feature_info_points_and_uses_the_models_channels(device: torch.device) -> None:
+    model = _plain("resnet18", device)
     inject_lstrl(model, [2, "layer3"], num_frames=NUM_FRAMES)
     assert isinstance(model.lstrl["layer2"], LSTRLBlock) and isinstance(model.lstrl["layer3"], LSTRLBlock)
     assert model.lstrl["layer2"].channels == 128 and model.lstrl["layer3"].channels == 256
@@ -79,7 +85,7 @@ def test_block_runs_where_feature_info_points_and_uses_the_models_channels() -> 
     model.lstrl["layer3"].register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
     layer3_out = {}
     model.layer3.register_forward_hook(lambda m, args, out: layer3_out.update(out=out), prepend=True)
-    x = _frames()
+    x = _frames(device=device)
     _randomize_blocks(model)
     model(x)
     assert torch.equal(seen["inp"], layer3_out["out"])  # the block reads layer3's own output
@@ -112,26 +118,26 @@ def test_block_options_pass_through() -> None:
     assert model.lstrl["layer3"].mae is None and model.lstrl["layer3"].bme.edge == "replicate"
 
 
-def test_features_only_model_agrees_with_the_injected_plain_model() -> None:
-    plain = inject_lstrl(_plain("resnext26ts"), [2, 3], num_frames=NUM_FRAMES)
+def test_features_only_model_agrees_with_the_injected_plain_model(device: torch.device) -> None:
+    plain = inject_lstrl(_plain("resnext26ts", device), [2, 3], num_frames=NUM_FRAMES)
     _randomize_blocks(plain)
-    features = _plain("resnext26ts", features_only=True, out_indices=(2, 3))
+    features = _plain("resnext26ts", device, features_only=True, out_indices=(2, 3))
     inject_lstrl(features, [2, 3], num_frames=NUM_FRAMES)
     missing = features.load_state_dict(plain.state_dict(), strict=False)
     assert not [k for k in missing.missing_keys if k.startswith("lstrl")]  # same block keys in both models
-    x = _frames()
+    x = _frames(device=device)
     _, intermediates = plain.forward_intermediates(x, indices=[2, 3])
     for got, expected in zip(features(x), intermediates):
         torch.testing.assert_close(got, expected)
 
 
-def test_set_num_frames_reaches_every_block() -> None:
-    model = inject_lstrl(_plain(), [1, 2, 3], num_frames=NUM_FRAMES)
+def test_set_num_frames_reaches_every_block(device: torch.device) -> None:
+    model = inject_lstrl(_plain(device=device), [1, 2, 3], num_frames=NUM_FRAMES)
     assert set_num_frames(model, 5) is model
     blocks = [m for m in model.modules() if hasattr(m, "num_frames")]
     assert len(blocks) == 9 and all(b.num_frames == 5 for b in blocks)  # 3 LSTRLBlocks with 2 branches each
     _randomize_blocks(model)
-    x = _frames(num_clips=1)
+    x = _frames(num_clips=1, device=device)
     with torch.no_grad():
         set_num_frames(model, 1)
         two_clips_of_one = model(x)  # each frame is its own clip: no interaction
@@ -151,26 +157,26 @@ def test_set_num_frames_errors() -> None:
     assert model.lstrl["layer2"].num_frames == NUM_FRAMES
 
 
-def test_clips_stay_independent_through_the_injected_model() -> None:
-    model = inject_lstrl(_plain(), [2, 3], num_frames=NUM_FRAMES)
+def test_clips_stay_independent_through_the_injected_model(device: torch.device) -> None:
+    model = inject_lstrl(_plain(device=device), [2, 3], num_frames=NUM_FRAMES)
     _randomize_blocks(model)
-    x = _frames(num_clips=3)
+    x = _frames(num_clips=3, device=device)
     with torch.no_grad():
         together = model(x)
         alone = model(x[NUM_FRAMES : 2 * NUM_FRAMES])
     torch.testing.assert_close(together.unflatten(0, (3, NUM_FRAMES))[1], alone, atol=1e-5, rtol=1e-5)
 
 
-def test_deepcopy_gives_an_independent_model() -> None:
+def test_deepcopy_gives_an_independent_model(device: torch.device) -> None:
     """timm's ModelEma deep-copies the model: the copy's hooks must run the copy's blocks."""
-    model = inject_lstrl(_plain(), [2, 3], num_frames=NUM_FRAMES)
+    model = inject_lstrl(_plain(device=device), [2, 3], num_frames=NUM_FRAMES)
     clone = copy.deepcopy(model)
     _randomize_blocks(clone)
-    x = _frames()
+    x = _frames(device=device)
     with torch.no_grad():
-        assert torch.equal(model(x), _plain()(x))  # the original still is the identity
+        assert torch.equal(model(x), _plain(device=device)(x))  # the original still is the identity
         assert not torch.allclose(clone(x), model(x))
-    reference = _plain()
+    reference = _plain(device=device)
     inject_lstrl(reference, [2, 3], num_frames=NUM_FRAMES)
     reference.load_state_dict(clone.state_dict())
     with torch.no_grad():
@@ -288,15 +294,15 @@ def test_local_checkpoint_loads_through_timm_and_injection_keeps_its_outputs(tmp
         torch.testing.assert_close(loaded(x), expected, rtol=1e-4, atol=1e-5)  # BME's x + 1e-6
 
 
-def _injected_resnet50() -> nn.Module:
-    model = inject_lstrl(_plain("resnet50"), [2, 3], num_frames=NUM_FRAMES)
+def _injected_resnet50(device: torch.device = CPU) -> nn.Module:
+    model = inject_lstrl(_plain("resnet50", device), [2, 3], num_frames=NUM_FRAMES)
     _randomize_blocks(model)
     return model
 
 
-def test_channels_last_matches_contiguous() -> None:
-    model = _injected_resnet50()
-    x = _frames()
+def test_channels_last_matches_contiguous(device: torch.device) -> None:
+    model = _injected_resnet50(device)
+    x = _frames(device=device)
     with torch.no_grad():
         expected = model(x)
         model = model.to(memory_format=torch.channels_last)
@@ -304,21 +310,21 @@ def test_channels_last_matches_contiguous() -> None:
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_bf16_autocast_stays_close() -> None:
-    model = _injected_resnet50()
-    x = _frames()
+def test_bf16_autocast_stays_close(device: torch.device) -> None:
+    model = _injected_resnet50(device)
+    x = _frames(device=device)
     with torch.no_grad():
         expected = model(x)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             got = model(x)
     assert got.dtype == torch.bfloat16 and torch.isfinite(got).all()
     assert torch.nn.functional.cosine_similarity(got.float(), expected).min() > 0.99
 
 
-def test_torch_compile_matches_eager() -> None:
-    model = inject_lstrl(_plain("resnet18"), [2, 3], num_frames=NUM_FRAMES)
+def test_torch_compile_matches_eager(device: torch.device) -> None:
+    model = inject_lstrl(_plain("resnet18", device), [2, 3], num_frames=NUM_FRAMES)
     _randomize_blocks(model)
-    x = _frames()
+    x = _frames(device=device)
     # fullgraph: the hooks, einops patterns and SDPA trace without a graph break. aot_eager keeps the suite
     # fast; inductor compiles the same graph (checked by hand, see the README, minutes on 2 CPU cores).
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
@@ -336,16 +342,15 @@ def test_torchscript_is_refused_with_the_alternatives() -> None:
     assert "torch.compile" in str(info.value) and "torch.onnx.export" in str(info.value)
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the blocks' shape checks become constants
-@pytest.mark.filterwarnings(
-    "ignore:`torch.jit.trace:FutureWarning"
-)  # deprecated in recent torch, still works
-def test_torch_jit_trace_matches_eager() -> None:
-    model = inject_lstrl(_plain(), [2, 3], num_frames=NUM_FRAMES)
+# the blocks' shape checks become constants; torch.jit.trace is deprecated in recent torch but still works
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
+def test_torch_jit_trace_matches_eager(device: torch.device) -> None:
+    model = inject_lstrl(_plain(device=device), [2, 3], num_frames=NUM_FRAMES)
     _randomize_blocks(model)
     with torch.no_grad():
-        traced = torch.jit.trace(model, (_frames(),))
-        other = _frames(seed=1)
+        traced = torch.jit.trace(model, (_frames(device=device),))
+        other = _frames(seed=1, device=device)
         torch.testing.assert_close(traced(other), model(other), atol=1e-5, rtol=1e-5)
 
 

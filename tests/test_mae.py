@@ -52,11 +52,17 @@ def _naive_mae(mae: MAE, clip: torch.Tensor) -> torch.Tensor:
 )
 @pytest.mark.parametrize("return_maps", [False, True])
 def test_matches_the_equations_written_out(
-    num_frames: int, height: int, width: int, granularities: tuple[int, ...], scale: float, return_maps: bool
+    num_frames: int,
+    height: int,
+    width: int,
+    granularities: tuple[int, ...],
+    scale: float,
+    return_maps: bool,
+    device: torch.device,
 ) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(8, num_frames, granularities=granularities, scale=scale)).double()
-    clips = torch.randn(2, num_frames, 8, height, width, dtype=torch.float64)
+    mae = _randomized(MAE(8, num_frames, granularities=granularities, scale=scale)).to(device, torch.float64)
+    clips = torch.randn(2, num_frames, 8, height, width, dtype=torch.float64, device=device)
     with torch.no_grad():
         out = mae(clips, return_maps=True)[0] if return_maps else mae(clips)
         expected = torch.stack([_naive_mae(mae, clip) for clip in clips])
@@ -66,20 +72,20 @@ def test_matches_the_equations_written_out(
 @pytest.mark.parametrize("granularities", [(1, 2, 3, 4), (1,), (2, 3), (4,)])
 @pytest.mark.parametrize("num_frames, height, width", [(1, 1, 1), (2, 3, 2), (4, 8, 4)])
 def test_efficient_path_equals_maps_path_fp32(
-    granularities: tuple[int, ...], num_frames: int, height: int, width: int
+    granularities: tuple[int, ...], num_frames: int, height: int, width: int, device: torch.device
 ) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(32, num_frames, granularities=granularities))
-    x = torch.randn(3 * num_frames, 32, height, width)
+    mae = _randomized(MAE(32, num_frames, granularities=granularities)).to(device)
+    x = torch.randn(3 * num_frames, 32, height, width, device=device)
     y_maps, maps = mae(x, return_maps=True)
     torch.testing.assert_close(mae(x), y_maps, rtol=0, atol=1e-5)
     assert sorted(maps) == [f"D{i}" for i in granularities]
 
 
-def test_maps_shapes_rows_and_granularity_relations() -> None:
+def test_maps_shapes_rows_and_granularity_relations(device: torch.device) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(16, 3))
-    _, maps = mae(torch.randn(2, 3, 16, 4, 2), return_maps=True)
+    mae = _randomized(MAE(16, 3)).to(device)
+    _, maps = mae(torch.randn(2, 3, 16, 4, 2, device=device), return_maps=True)
     thw, hw = 3 * 4 * 2, 4 * 2
     assert {k: tuple(v.shape) for k, v in maps.items()} == {
         "D1": (2, thw, thw),
@@ -88,27 +94,27 @@ def test_maps_shapes_rows_and_granularity_relations() -> None:
         "D4": (2, 1, thw),
     }
     for d in maps.values():
-        torch.testing.assert_close(d.sum(-1), torch.ones(d.shape[:-1]))
+        torch.testing.assert_close(d.sum(-1), torch.ones(d.shape[:-1], device=device))
         assert (d >= 0).all()
     # with one frame the temporal average X2 is X1 itself, and with 1x1 maps the spatial average X3 is X1
-    _, one_frame = mae(torch.randn(2, 1, 16, 4, 2), return_maps=True)
+    _, one_frame = mae(torch.randn(2, 1, 16, 4, 2, device=device), return_maps=True)
     torch.testing.assert_close(one_frame["D2"], one_frame["D1"])
-    _, one_pixel = mae(torch.randn(2, 3, 16, 1, 1), return_maps=True)
+    _, one_pixel = mae(torch.randn(2, 3, 16, 1, 1, device=device), return_maps=True)
     torch.testing.assert_close(one_pixel["D3"], one_pixel["D1"])
 
 
 @pytest.mark.parametrize("return_maps", [False, True])
-def test_equivariant_to_permuting_frames_within_a_clip(return_maps: bool) -> None:
+def test_equivariant_to_permuting_frames_within_a_clip(return_maps: bool, device: torch.device) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(16, 5))
-    clips = torch.randn(2, 5, 16, 3, 2)
-    order = torch.tensor([3, 0, 4, 1, 2])
+    mae = _randomized(MAE(16, 5)).to(device)
+    clips = torch.randn(2, 5, 16, 3, 2, device=device)
+    order = torch.tensor([3, 0, 4, 1, 2], device=device)
     run = (lambda x: mae(x, return_maps=True)[0]) if return_maps else mae
     torch.testing.assert_close(run(clips[:, order]), run(clips)[:, order], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("return_maps", [False, True])
-def test_fp16_autocast_with_logits_beyond_fp16_range(return_maps: bool) -> None:
+def test_fp16_autocast_with_logits_beyond_fp16_range(return_maps: bool, device: torch.device) -> None:
     """X1 holds +-200 in 4 channels: the logits X1 X1^T reach 160000 > 65504, the fp16 maximum."""
     torch.manual_seed(0)
     mae = _randomized(MAE(16, 2))
@@ -116,10 +122,11 @@ def test_fp16_autocast_with_logits_beyond_fp16_range(return_maps: bool) -> None:
         mae.omega1.weight.zero_()
         mae.omega1.bias.zero_()
         mae.omega1.weight[:, :4, 0, 0] = torch.eye(4)  # X1 = the first 4 input channels
-    x = torch.randn(4, 16, 3, 3).sign() * 200
+    mae.to(device)
+    x = torch.randn(4, 16, 3, 3, device=device).sign() * 200
     x1 = rearrange(x[:, :4], "(b t) c h w -> b (t h w) c", t=2)
     assert (x1 @ x1.transpose(1, 2)).max() > torch.finfo(torch.float16).max
-    with torch.autocast("cpu", dtype=torch.float16):
+    with torch.autocast(device.type, dtype=torch.float16):
         out = mae(x, return_maps=True)[0] if return_maps else mae(x)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), mae(x), rtol=1e-2, atol=1e-2 * mae(x).abs().max().item())

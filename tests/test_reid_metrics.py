@@ -61,13 +61,9 @@ def test_ranks_beyond_the_gallery_count_as_matched() -> None:
         result.rank(21)
 
 
-def test_torch_inputs_and_shape_checks() -> None:
+def test_torch_inputs_and_shape_checks(device: torch.device) -> None:
     result = evaluate_ranking(
-        torch.tensor(DIST),
-        torch.tensor(Q_IDS),
-        torch.tensor(G_IDS),
-        torch.tensor(Q_CAMS),
-        torch.tensor(G_CAMS),
+        *(torch.tensor(values, device=device) for values in (DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS))
     )
     assert result.mAP == pytest.approx(0.75)
     with pytest.raises(
@@ -181,10 +177,12 @@ def test_rank_must_be_an_int() -> None:
         result.rank(5)
 
 
-def test_pairwise_distances() -> None:
-    q, g = torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 0.0], [6.0, 8.0], [-3.0, -4.0]])
-    torch.testing.assert_close(pairwise_distances(q, g), torch.tensor([[5.0, 5.0, 10.0]]))
-    torch.testing.assert_close(pairwise_distances(q, g[1:], "cosine"), torch.tensor([[0.0, 2.0]]))
+def test_pairwise_distances(device: torch.device) -> None:
+    q = torch.tensor([[3.0, 4.0]], device=device)
+    g = torch.tensor([[0.0, 0.0], [6.0, 8.0], [-3.0, -4.0]], device=device)
+    torch.testing.assert_close(pairwise_distances(q, g).cpu(), torch.tensor([[5.0, 5.0, 10.0]]))
+    torch.testing.assert_close(pairwise_distances(q, g[1:], "cosine").cpu(), torch.tensor([[0.0, 2.0]]))
+    assert pairwise_distances(q, g).device == q.device
     with pytest.raises(ValueError, match="metric must be 'euclidean' or 'cosine', got 'manhattan'"):
         pairwise_distances(q, g, "manhattan")
 

@@ -35,18 +35,21 @@ def test_identity_init_adds_only_bme_gamma() -> None:
     assert _count(net) == 29_056_960 + 512 + 1024  # BME's per-channel zero-init scale at layer2 and layer3
 
 
-def _small(**kwargs: object) -> VideoReIDNet:
+CPU = torch.device("cpu")
+
+
+def _small(device: torch.device = CPU) -> VideoReIDNet:
     torch.manual_seed(0)
-    net = VideoReIDNet("resnet18", num_classes=7, stages=(2, 3), num_frames=4, **kwargs)
+    net = VideoReIDNet("resnet18", num_classes=7, stages=(2, 3), num_frames=4)
     with torch.no_grad():
         for param in net.backbone.lstrl.parameters():
             param.normal_(std=0.05)  # blocks away from the identity, so clips could interact
-    return net
+    return net.to(device)
 
 
-def test_train_mode_returns_logits_and_pre_bn_feature() -> None:
-    net = _small().train()
-    logits, feature = net(_video(3, 4))
+def test_train_mode_returns_logits_and_pre_bn_feature(device: torch.device) -> None:
+    net = _small(device).train()
+    logits, feature = net(_video(3, 4).to(device))
     assert logits.shape == (3, 7) and feature.shape == (3, net.feature_dim) == (3, 512)
     (logits.logsumexp(1).mean() + feature.norm(dim=1).mean()).backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
@@ -54,31 +57,31 @@ def test_train_mode_returns_logits_and_pre_bn_feature() -> None:
 
 
 @pytest.mark.parametrize("num_frames", [1, 3, 8])
-def test_eval_takes_any_number_of_frames(num_frames: int) -> None:
-    net = _small().eval()
+def test_eval_takes_any_number_of_frames(num_frames: int, device: torch.device) -> None:
+    net = _small(device).eval()
     with torch.no_grad():
-        embedding = net(_video(2, num_frames))
+        embedding = net(_video(2, num_frames).to(device))
     assert embedding.shape == (2, 512) and torch.isfinite(embedding).all()
     assert all(m.num_frames == num_frames for m in net.modules() if hasattr(m, "num_frames"))
 
 
-def test_each_clip_is_independent_of_the_batch_in_eval() -> None:
-    net = _small().eval()
-    video = _video(3, 4)
+def test_each_clip_is_independent_of_the_batch_in_eval(device: torch.device) -> None:
+    net = _small(device).eval()
+    video = _video(3, 4).to(device)
     with torch.no_grad():
         together = net(video)
         for i in range(3):
             torch.testing.assert_close(net(video[i : i + 1])[0], together[i], atol=1e-5, rtol=1e-5)
         other = video.clone()
-        other[0] = _video(1, 4, seed=1)[0]  # change clip 0 only
+        other[0] = _video(1, 4, seed=1)[0].to(device)  # change clip 0 only
         changed = net(other)
     torch.testing.assert_close(changed[1:], together[1:], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(changed[0], together[0])
 
 
-def test_eval_embedding_is_the_bnneck_of_tap_of_gap() -> None:
-    net = _small().eval()
-    video = _video(2, 3)
+def test_eval_embedding_is_the_bnneck_of_tap_of_gap(device: torch.device) -> None:
+    net = _small(device).eval()
+    video = _video(2, 3).to(device)
     with torch.no_grad():
         net(video)  # sets T=3 on the blocks
         maps = net.backbone.forward_features(video.flatten(0, 1))
