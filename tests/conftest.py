@@ -40,21 +40,22 @@ def _requested_device(config: pytest.Config) -> torch.device:
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise pytest.UsageError(f"--device {value}: this machine has {count} CUDA device(s), cuda:0..")
+            raise pytest.UsageError(
+                f"--device {value}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
         if device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
 def _full_float32_precision() -> None:
-    """No TF32 in float32 matrix products and convolutions (Ampere and later use it by default in cuDNN)."""
-    matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; mixing it with allow_tf32 is refused there
-        matmul.fp32_precision = "ieee"
-        torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
-    else:
-        matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    """No TF32 in float32 matrix products and convolutions (Ampere and later use it by default in cuDNN).
+
+    The ``allow_tf32`` flags rather than torch 2.9's ``fp32_precision``: they exist in every supported torch,
+    and setting part of the newer API makes ``torch.export`` (ONNX export) fail on the mix of the two.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def pytest_configure(config: pytest.Config) -> None:

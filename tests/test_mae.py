@@ -78,7 +78,7 @@ def test_efficient_path_equals_maps_path_fp32(
     mae = _randomized(MAE(32, num_frames, granularities=granularities)).to(device)
     x = torch.randn(3 * num_frames, 32, height, width, device=device)
     y_maps, maps = mae(x, return_maps=True)
-    torch.testing.assert_close(mae(x), y_maps, rtol=0, atol=1e-5)
+    torch.testing.assert_close(mae(x), y_maps, rtol=1e-5, atol=1e-5)  # float32 round-off, any kernel
     assert sorted(maps) == [f"D{i}" for i in granularities]
 
 
