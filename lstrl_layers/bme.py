@@ -8,11 +8,14 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
+from ._checks import check_bool
 from ._clip_block import Maps, _ClipBlock, _reduced_channels
 
 _DIRECTIONS = {"forward": ("Mf", 1), "backward": ("Mb", -1)}  # map name, offset of the neighbouring frame
 _MODES = ("global", "local")
 _EDGES = ("zero", "replicate")
+# zero_init: υ's bias at construction. Positive, so that every position starts in ReLU's linear part.
+_IDENTITY_BIAS = 1e-6
 
 
 def _neighbours(seq: Tensor, offset: int, edge: str) -> Tensor:
@@ -54,10 +57,18 @@ class BME(_ClipBlock):
             ``"zero"`` (default: no neighbour, no motion, like a zero-padded temporal shift, so :math:`M^b` of
             the first frame and :math:`M^f` of the last are zero) or ``"replicate"`` (the frame itself).
         act_layer: activation after :math:`\upsilon` (paper: ReLU).
-        zero_init: make the block the identity at construction. The ReLU after :math:`\upsilon` rules out
-            zeroing :math:`\upsilon` itself (a zero pre-activation passes no gradient through ReLU, so the
-            branch would never train); instead a per-channel scale ``gamma``, initialized to zero, multiplies
-            :math:`F^m` after the ReLU (``C`` extra parameters). ``False`` gives the paper's block exactly.
+        zero_init: start as the identity, to within ``1e-6``, and still learn as fast as the paper's block
+            (default). :math:`\upsilon`'s weights start at zero and its bias at ``1e-6``, so at construction
+            :math:`F^m = \mathrm{ReLU}(10^{-6}) = 10^{-6}` in every channel and position and the block returns
+            ``x + 1e-6``. The ReLU after :math:`\upsilon` rules out an exact identity that trains: a
+            pre-activation of exactly zero passes no gradient, and a zero scale after the ReLU (LayerScale)
+            passes none to :math:`\phi`, :math:`\psi`, :math:`\upsilon` until the scale has grown, which
+            in ``benchmarks/ablation.py``-style runs left BME no better than the baseline after 300 steps.
+            With the tiny positive bias every position starts in the ReLU's linear part, :math:`\upsilon`
+            receives its full gradient from the first step and :math:`\phi`, :math:`\psi` from the second.
+            ``False``: PyTorch's default initialization of every convolution (the paper's block, not the
+            identity). The parameters are the paper's in both cases.
+        device, dtype: of the parameters (e.g. ``device="meta"`` to build without allocating).
 
     Shape:
         - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or ``(B, T, C, H, W)``.
@@ -81,6 +92,8 @@ class BME(_ClipBlock):
         edge: str = "zero",
         act_layer: type[nn.Module] = nn.ReLU,
         zero_init: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(channels, num_frames)
         reduced = _reduced_channels(channels, reduction)
@@ -98,19 +111,33 @@ class BME(_ClipBlock):
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if edge not in _EDGES:
             raise ValueError(f"edge must be one of {_EDGES}, got {edge!r}")
+        check_bool("zero_init", zero_init)
         self.directions = tuple(d for d in _DIRECTIONS if d in directions)
         self.mode = mode
         self.edge = edge
-        self.phi = nn.Conv2d(channels, reduced, kernel_size=1)  # φ: C -> C/2
-        self.psi = nn.Conv2d(channels, reduced, kernel_size=1)  # ψ: C -> C/2
-        self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, kernel_size=1)  # υ: [Mf, Mb] -> C
+        self.zero_init = zero_init
+        factory = dict(device=device, dtype=dtype)
+        self.phi = nn.Conv2d(channels, reduced, kernel_size=1, **factory)  # φ: C -> C/2
+        self.psi = nn.Conv2d(channels, reduced, kernel_size=1, **factory)  # ψ: C -> C/2
+        self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, kernel_size=1, **factory)  # υ
         self.act = act_layer()
-        self.gamma = nn.Parameter(torch.zeros(channels)) if zero_init else None
+        self._init_upsilon()
+
+    def _init_upsilon(self) -> None:
+        if self.zero_init:
+            nn.init.zeros_(self.upsilon.weight)  # F^m = act(υ bias) at construction
+            nn.init.constant_(self.upsilon.bias, _IDENTITY_BIAS)
+
+    def reset_parameters(self) -> None:
+        """Initialize the parameters again, as at construction (e.g. after building on ``device="meta"``)."""
+        for conv in (self.phi, self.psi, self.upsilon):
+            conv.reset_parameters()
+        self._init_upsilon()
 
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_frames={self.num_frames}, directions={self.directions}, "
-            f"mode={self.mode!r}, edge={self.edge!r}"
+            f"mode={self.mode!r}, edge={self.edge!r}, zero_init={self.zero_init}"
         )
 
     def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
@@ -127,6 +154,4 @@ class BME(_ClipBlock):
         }
         stacked = rearrange(torch.cat(list(motions.values()), dim=2), "b t c h w -> (b t) c h w")
         motion = self.act(self.upsilon(stacked))  # F^m = υ([Mf, Mb]) with ReLU, Eq. 6
-        if self.gamma is not None:
-            motion = motion * rearrange(self.gamma, "c -> c 1 1")
         return motion, (motions if return_maps else {})

@@ -41,8 +41,6 @@ def _literal_bme(bme: BME, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, 
             maps[name].append(motion)
             motions.append(motion)
         f_m = torch.relu(_conv1x1(bme.upsilon, torch.cat(motions)))  # Eq. 6
-        if bme.gamma is not None:
-            f_m = f_m * bme.gamma[:, None, None]
         outputs.append(frame + f_m)
     return torch.stack(outputs), {k: torch.stack(v) for k, v in maps.items() if v}
 
@@ -128,10 +126,8 @@ def test_parameter_counts_of_table_3() -> None:
     bme_paper = sum(p.numel() for c in (512, 1024) for p in BME(c, 8, zero_init=False).parameters())
     assert bme_paper == sum(2 * (c * c // 2 + c // 2) + c * c + c for c in (512, 1024)) == 2_624_512
     assert bme_paper + 1_640_320 == 4_264_832  # + the two MAEs of test_mae.py
-    bme_gated = sum(p.numel() for c in (512, 1024) for p in BME(c, 8).parameters())
-    assert bme_gated == bme_paper + 512 + 1024  # the zero-init gamma
-    for added in (bme_paper, bme_gated):
-        assert round((24_792_128 + 1_640_320 + added) / 1e6, 2) == 29.06
+    assert sum(p.numel() for c in (512, 1024) for p in BME(c, 8).parameters()) == bme_paper  # zero_init too
+    assert round((24_792_128 + 1_640_320 + bme_paper) / 1e6, 2) == 29.06
 
 
 @pytest.mark.parametrize(
@@ -148,3 +144,46 @@ def test_parameter_counts_of_table_3() -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         BME(16, 2, **kwargs)
+
+
+def test_zero_init_is_the_identity_plus_1e_6_and_learns_from_the_first_step() -> None:
+    torch.manual_seed(0)
+    bme = BME(16, 4)
+    x = torch.randn(8, 16, 3, 2)
+    torch.testing.assert_close(bme(x) - x, torch.full_like(x, 1e-6), rtol=0, atol=1e-7)
+    assert not torch.allclose(BME(16, 4, zero_init=False)(x), x)
+    # the first gradient reaches υ's weights in full, the second φ and ψ (through υ's new weights)
+    optimizer = torch.optim.Adam(bme.parameters(), lr=1e-3)
+    target = torch.randn_like(x)
+    grads = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        (bme(x) - target).pow(2).mean().backward()
+        grads.append({name: p.grad.abs().sum().item() for name, p in bme.named_parameters()})
+        optimizer.step()
+    assert grads[0]["upsilon.weight"] > 0 and grads[0]["phi.weight"] == grads[0]["psi.weight"] == 0
+    assert all(value > 0 for value in grads[1].values())
+
+
+def test_reset_parameters_and_meta_device() -> None:
+    bme = BME(16, 4, device="meta")
+    assert bme.phi.weight.is_meta
+    bme = bme.to_empty(device="cpu")
+    bme.reset_parameters()
+    x = torch.randn(8, 16, 3, 2)
+    torch.testing.assert_close(bme(x), x + 1e-6, rtol=0, atol=1e-7)
+    paper = BME(16, 4, zero_init=False)
+    before = paper.upsilon.weight.clone()
+    paper.reset_parameters()
+    assert not torch.equal(before, paper.upsilon.weight) and paper.upsilon.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_zero_init_passes_gradient_under_autocast(dtype: torch.dtype) -> None:
+    """υ's 1e-6 bias stays positive in half precision (a float16 subnormal), so the ReLU passes gradient."""
+    bme = BME(16, 4)
+    x = torch.randn(8, 16, 3, 2)
+    with torch.autocast("cpu", dtype=dtype):
+        out = bme(x)
+    out.float().sum().backward()
+    assert bme.upsilon.weight.grad is not None and bme.upsilon.weight.grad.abs().sum() > 0

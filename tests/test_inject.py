@@ -66,14 +66,15 @@ def test_identity_at_init_then_trainable_across_families(name: str, device: torc
         expected = model(x)
     inject_lstrl(model, stages, num_frames=NUM_FRAMES)
     with torch.no_grad():
-        assert torch.equal(model(x), expected)
+        # BME starts at x + 1e-6, MAE at x: the model's outputs move by what a 1e-6 shift does to them
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
     # trainable from the identity: every block parameter gets a gradient through the whole model
     model.train()
     model(x).square().mean().backward()
     grads = {n: p.grad for n, p in model.lstrl.named_parameters()}
     assert grads and all(g is not None for g in grads.values())
     assert any(g.abs().sum() > 0 for n, g in grads.items() if n.endswith("omega2.weight"))
-    assert any(g.abs().sum() > 0 for n, g in grads.items() if n.endswith("gamma"))
+    assert any(g.abs().sum() > 0 for n, g in grads.items() if n.endswith("upsilon.weight"))
 
 
 def test_block_runs_where_feature_info_points_and_uses_the_models_channels(device: torch.device) -> None:
@@ -174,7 +175,7 @@ def test_deepcopy_gives_an_independent_model(device: torch.device) -> None:
     _randomize_blocks(clone)
     x = _frames(device=device)
     with torch.no_grad():
-        assert torch.equal(model(x), _plain(device=device)(x))  # the original still is the identity
+        torch.testing.assert_close(model(x), _plain(device=device)(x))  # the original still is the identity
         assert not torch.allclose(clone(x), model(x))
     reference = _plain(device=device)
     inject_lstrl(reference, [2, 3], num_frames=NUM_FRAMES)

@@ -30,9 +30,9 @@ def test_table3_parameter_counts(blocks: dict, paper_millions: float, exact: int
     assert _count(net) == exact
 
 
-def test_identity_init_adds_only_bme_gamma() -> None:
+def test_identity_init_keeps_the_paper_parameters() -> None:
     net = VideoReIDNet("resnet50", num_classes=625, stages=(2, 3))
-    assert _count(net) == 29_056_960 + 512 + 1024  # BME's per-channel zero-init scale at layer2 and layer3
+    assert _count(net) == 29_056_960  # Table 3's +MAE+BME with the default (identity) initialization
 
 
 CPU = torch.device("cpu")
@@ -183,3 +183,6 @@ def test_one_clip_in_train_mode_is_refused_and_works_in_eval() -> None:
     ):
         net(_video(1, 2))
     assert net.eval()(_video(1, 2)).shape == (1, 512)
+    net.train().bottleneck.eval()  # a frozen BNNeck uses its running statistics: one clip is fine
+    logits, feature = net(_video(1, 2))
+    assert logits.shape == (1, 7) and feature.shape == (1, 512)
