@@ -1,85 +1,94 @@
-"""Train and evaluate an LSTRL video ReID model: the paper's §4.2 recipe, end to end.
+"""Train and evaluate an LSTRL video ReID model: the paper's §4.2 recipe, end to end, on one or several GPUs.
 
-Data: a MARS folder (``--dataset mars``), an iLIDS-VID folder (``--dataset ilidsvid``) or ``--synthetic``
-(small generated identities, no download). Training: restricted random sampling of ``T`` frames, batches of
-``P`` identities x ``K`` tracklets, random crop + random erasing, cross-entropy + batch-hard triplet loss,
-Adam with a step decay. Evaluation: query against gallery with the standard ReID protocol (CMC, mAP).
+Data: MARS (``--dataset mars``), LS-VID (``lsvid``), iLIDS-VID (``ilidsvid``) or ``--synthetic`` (small
+generated identities, no download; ``--synthetic motion``: identities that differ in motion only). Training:
+restricted random sampling of ``T`` frames, batches of ``P`` identities x ``K`` tracklets, random crop +
+random erasing, cross-entropy + batch-hard triplet loss, Adam with a step decay. Evaluation: query against
+gallery with the standard ReID protocol (CMC, mAP). The loop is ``lstrl_layers.reid.engine``.
 
     # anywhere, in a few minutes on a CPU
     python examples/train_video_reid.py --synthetic --epochs 3 --out out/synthetic
-    # MARS, as in the paper (ImageNet-pretrained ResNet-50, LSTRL blocks after layer2 and layer3)
-    python examples/train_video_reid.py --dataset mars --data-root /data/MARS --out out/mars
+    # MARS as in the paper: ImageNet-pretrained ResNet-50, LSTRL blocks after layer2 and layer3, 2 GPUs
+    torchrun --nproc_per_node=2 examples/train_video_reid.py --dataset mars --data-root /data/MARS \\
+        --out out/mars
+    # continue a stopped run; evaluate a trained model with dense clips
     python examples/train_video_reid.py --dataset mars --data-root /data/MARS --out out/mars --resume out/mars
+    python examples/train_video_reid.py --dataset mars --data-root /data/MARS --out out/mars-eval \\
+        --eval-only --resume out/mars/model.pt --test-sampling dense
 
 Writes ``OUT/metrics.json`` (``{"epochs": [{"epoch": 0, "mAP": ..., "rank1": ..., ...}, ...]}``, epoch 0
-evaluated before training), ``OUT/checkpoint.pt`` (every epoch; ``--resume OUT`` continues from it) and
-``OUT/log.txt``. Needs the ``examples`` extra (torchvision, scipy for the .mat files, tqdm for progress bars).
+evaluated before training), ``OUT/checkpoint.pt`` (every epoch; ``--resume OUT`` continues from it),
+``OUT/model.pt`` (the model alone, ``lstrl_layers.reid.load_model`` rebuilds it), ``OUT/history.png`` and
+``OUT/log.txt``; ``--eval-only`` writes ``OUT/eval.json``. Needs the ``examples`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import random
+import os
 import sys
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from lstrl_layers import VideoReIDNet
 from lstrl_layers.reid import (
-    ClipDataset,
-    PKBatchSampler,
-    ReIDLoss,
     VideoReIDData,
-    clip_transforms,
-    collate_test_clips,
-    evaluate_ranking,
-    pairwise_distances,
     read_ilidsvid,
+    read_lsvid,
     read_mars,
+    synthetic_motion_reid,
     synthetic_video_reid,
 )
-from lstrl_layers.reid.datasets import Sampling
+from lstrl_layers.reid.checkpoint import load_checkpoint
+from lstrl_layers.reid.engine import TrainSettings, evaluate_trained, fit, load_trained
 
-T_co = TypeVar("T_co")
-
-# Defaults of the two settings. Real data: the paper's §4.2 (ResNet-50, 256x128, T=8, 8x4 batches, Adam 3e-4,
-# x0.1 every 70 epochs up to 400). Synthetic: small enough to learn visibly in 3 epochs on 2 CPU cores; one
-# intra-op thread, because on such small tensors more threads gain little when the cores are free and lose
-# a lot (about 3x here) when other processes share them.
-PAPER = dict(
-    model="resnet50",
-    size=(256, 128),
-    seq_len=8,
-    P=8,
-    K=4,
-    lr=3e-4,
-    step=70,
-    epochs=400,
-    eval_every=10,
-    workers=4,
-    pretrained=True,
-    threads=0,
-)
+# Real data: the paper's §4.2 (TrainSettings' defaults). Synthetic: small enough to learn visibly in 3 epochs
+# on 2 CPU cores; one intra-op thread, because on such small tensors more threads gain little when the cores
+# are free and lose a lot (about 3x here) when other processes share them.
 SYNTHETIC = dict(
-    PAPER,
     model="resnet18",
     size=(64, 32),
-    seq_len=4,
+    num_frames=4,
     P=4,
     epochs=3,
     eval_every=1,
     workers=0,
     pretrained=False,
-    threads=1,
 )
+FLAG_OF = {"num_frames": "-T", "P": "-P", "K": "-K"}  # settings whose flag is not --name
+
+
+def _number(kind: Callable[[str], Any], low: float, high: float | None = None, low_open: bool = False) -> Any:
+    """An argparse type: a ``kind`` number in ``[low, high]`` (``(low, ...`` with ``low_open``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if too_low or (high is not None and value > high) or value != value:
+            bounds = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive = _number(int, 1)
+non_negative = _number(int, 0)
+
+
+def stage(text: str) -> int | str:
+    """A ``feature_info`` index (int >= 0) or a module name such as ``layer2``."""
+    if "," in text or not text.strip():
+        raise argparse.ArgumentTypeError(f"separate stages with spaces (--stages 2 3), got {text!r}")
+    if text.lstrip("-").isdigit():
+        return non_negative(text)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,296 +96,187 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     data = p.add_argument_group("data")
-    data.add_argument("--synthetic", action="store_true", help="generated identities instead of a dataset")
-    data.add_argument("--dataset", choices=("mars", "ilidsvid"), default="mars")
     data.add_argument(
-        "--data-root", type=Path, help="MARS folder (bbox_train/, bbox_test/, info/) or iLIDS-VID"
+        "--synthetic",
+        nargs="?",
+        const="appearance",
+        choices=("appearance", "motion"),
+        help="generated identities instead of a dataset (motion: pairs that differ in motion only)",
     )
-    data.add_argument("--split", type=int, default=0, help="iLIDS-VID split (row of the split file)")
+    data.add_argument("--dataset", choices=("mars", "lsvid", "ilidsvid"), default="mars")
+    data.add_argument("--data-root", type=Path, help="the data set's folder (MARS, LS-VID or iLIDS-VID)")
+    data.add_argument("--split", type=non_negative, default=0, help="iLIDS-VID split (row of the split file)")
     data.add_argument(
         "--split-file", type=Path, help="iLIDS-VID split .mat (default: the release's, or random)"
     )
-    data.add_argument("--synthetic-ids", type=int, nargs=2, default=(64, 24), metavar=("TRAIN", "TEST"))
-    data.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="frame size (paper: 256 128)")
-    data.add_argument("-T", "--seq-len", type=int, help="frames per clip (paper: 8)")
-    data.add_argument("-P", type=int, help="identities per batch (paper: 8)")
-    data.add_argument("-K", type=int, help="clips per identity in a batch (paper: 4)")
-    data.add_argument("--erasing", type=float, default=0.5, help="random erasing probability")
+    data.add_argument("--synthetic-ids", type=positive, nargs=2, default=(64, 24), metavar=("TRAIN", "TEST"))
+    data.add_argument(
+        "--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (paper: 256 128)"
+    )
+    data.add_argument("-T", "--seq-len", dest="num_frames", type=positive, help="frames per clip (paper: 8)")
+    data.add_argument("-P", type=positive, help="identities per global batch (paper: 8)")
+    data.add_argument("-K", type=positive, help="clips per identity in a batch (paper: 4)")
+    data.add_argument("--erasing", type=_number(float, 0, 1), help="random erasing probability (0.5)")
     data.add_argument(
         "--test-sampling",
         choices=("rrs", "dense"),
-        default="rrs",
-        help="rrs: first frame of each of T chunks; dense: all frames in T-frame clips, averaged",
+        help="rrs (default): first frame of each of T chunks; dense: all frames in T-frame clips, averaged",
     )
-    data.add_argument("--max-test-clips", type=int, help="dense: at most this many clips per tracklet")
-    data.add_argument("--workers", type=int, help="data loader processes")
+    data.add_argument("--max-test-clips", type=positive, help="dense: at most this many clips per tracklet")
+    data.add_argument("--workers", type=non_negative, help="data loader processes per training process")
     model = p.add_argument_group("model")
     model.add_argument("--model", help="timm backbone (paper: resnet50)")
     model.add_argument(
-        "--stages", default="2,3", help="feature_info stages with an LSTRL block ('' for none)"
+        "--stages",
+        nargs="*",
+        type=stage,
+        help="feature_info stages with an LSTRL block (2 3; none: baseline)",
     )
-    model.add_argument("--no-mae", dest="mae", action="store_false", help="blocks without MAE")
-    model.add_argument("--no-bme", dest="bme", action="store_false", help="blocks without BME")
+    model.add_argument("--no-mae", dest="mae", action="store_false", default=None, help="blocks without MAE")
+    model.add_argument("--no-bme", dest="bme", action="store_false", default=None, help="blocks without BME")
     model.add_argument(
         "--pretrained",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="ImageNet weights from timm (default: yes for real data, no for --synthetic)",
     )
-    model.add_argument("--last-stride", type=int, choices=(1, 2), default=1)
+    model.add_argument("--last-stride", type=int, choices=(1, 2))
     optim = p.add_argument_group("optimization")
-    optim.add_argument("--epochs", type=int, help="paper: 400")
-    optim.add_argument("--lr", type=float, help="Adam learning rate (paper: 3e-4)")
-    optim.add_argument("--weight-decay", type=float, default=5e-4, help="(paper: not given)")
-    optim.add_argument("--step", type=int, help="decay the lr every STEP epochs (paper: 70)")
-    optim.add_argument("--gamma", type=float, default=0.1, help="lr decay factor (paper: 0.1)")
-    optim.add_argument("--margin", type=float, default=0.3, help="triplet margin (paper: 0.3)")
-    optim.add_argument("--label-smoothing", type=float, default=0.0)
-    optim.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
-    optim.add_argument("--max-steps", type=int, help="stop each epoch after this many batches (smoke runs)")
+    optim.add_argument("--epochs", type=positive, help="paper: 400")
+    optim.add_argument("--lr", type=_number(float, 0, low_open=True), help="Adam learning rate (paper: 3e-4)")
+    optim.add_argument("--weight-decay", type=_number(float, 0), help="(paper: not given; 5e-4)")
+    optim.add_argument("--step", type=positive, help="decay the lr every STEP epochs (paper: 70)")
+    optim.add_argument("--gamma", type=_number(float, 0, 1, low_open=True), help="lr decay factor (0.1)")
+    optim.add_argument("--margin", type=_number(float, 0), help="triplet margin (paper: 0.3)")
+    optim.add_argument("--label-smoothing", type=_number(float, 0, 1), help="(0)")
+    optim.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast on CUDA")
+    optim.add_argument("--max-steps", type=positive, help="stop each epoch after this many batches")
+    optim.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs")
+    optim.add_argument("--freeze-bn", action="store_true", default=None, help="BatchNorm statistics frozen")
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("out/train_video_reid"))
     run.add_argument("--resume", type=Path, help="checkpoint.pt, or the --out folder holding one")
-    run.add_argument("--eval-every", type=int, help="evaluate every N epochs (and after the last)")
-    run.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
-    run.add_argument("--test-batch", type=int, default=32, help="clips per forward pass at test")
-    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument(
-        "--threads", type=int, help="torch CPU threads, 0: torch's choice (default; synthetic: 1)"
+        "--eval-only", action="store_true", help="evaluate --resume (a checkpoint or model.pt) and stop"
     )
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    run.add_argument("--eval-every", type=positive, help="evaluate every N epochs (and after the last)")
+    run.add_argument("--metric", choices=("cosine", "euclidean"))
+    run.add_argument("--test-batch", type=positive, help="clips per forward pass at test (32)")
+    run.add_argument("--device", help="cpu, cuda (default: cuda when available)")
+    run.add_argument("--threads", type=non_negative, help="torch CPU threads, 0: torch's choice")
+    run.add_argument("--seed", type=non_negative)
+    run.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     return p
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    if not args.synthetic and args.data_root is None:
-        build_parser().error("give --data-root (with --dataset mars|ilidsvid) or --synthetic")
-    for name, value in (SYNTHETIC if args.synthetic else PAPER).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    args.size = tuple(args.size)
-    args.stages = [int(s) if s.strip().isdigit() else s.strip() for s in args.stages.split(",") if s.strip()]
-    return args
+def _settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> TrainSettings:
+    """Defaults (the paper's, or the synthetic ones), then a resumed run's settings, then the flags given."""
+    values: dict[str, Any] = dict(SYNTHETIC) if args.synthetic else {}
+    values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    if stored is not None:
+        values.update(stored)
+    for f in fields(TrainSettings):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = tuple(given) if isinstance(given, list) else given
+    return TrainSettings.from_dict(values)
 
 
-def progress(items: Iterable[T_co], enabled: bool, **kwargs: Any) -> Iterator[T_co]:
-    """tqdm if installed (and ``enabled``), else the items unchanged."""
-    if enabled:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, TrainSettings]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.synthetic is None:
+        if args.data_root is None:
+            parser.error("give --data-root (with --dataset mars|lsvid|ilidsvid) or --synthetic")
+        if not args.data_root.is_dir():
+            parser.error(f"--data-root {args.data_root}: no such folder")
+    if args.split_file is not None and not args.split_file.is_file():
+        parser.error(f"--split-file {args.split_file}: no such file")
+    if args.eval_only and args.resume is None:
+        parser.error("--eval-only needs --resume (a training checkpoint, its folder, or a model.pt)")
+    stored = None
+    if args.resume is not None:
+        path = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume
         try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            return iter(tqdm(items, leave=False, dynamic_ncols=True, **kwargs))
-    return iter(items)
+            if args.eval_only:
+                stored = load_trained(path)[1]
+            else:
+                stored = load_checkpoint(path)["settings"]
+        except (OSError, ValueError) as err:
+            parser.error(f"--resume {args.resume}: {err}")
+    try:
+        settings = _settings(args, stored)
+    except ValueError as err:
+        parser.error(str(err))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if settings.P % world_size:
+        parser.error(
+            f"-P {settings.P}: the global batch's identities must split evenly over {world_size} processes"
+        )
+    if settings.sync_bn and not settings.device.startswith("cuda"):
+        parser.error(f"--sync-bn needs CUDA, got --device {settings.device}")
+    if settings.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {settings.device}: CUDA is not available here")
+    return args, settings
 
 
-def load_data(args: argparse.Namespace) -> VideoReIDData:
+def load_data(args: argparse.Namespace, settings: TrainSettings) -> VideoReIDData:
     if args.synthetic:
-        num_train_ids, num_test_ids = args.synthetic_ids
-        return synthetic_video_reid(num_train_ids, num_test_ids, size=args.size, seed=args.seed)
+        generate = synthetic_motion_reid if args.synthetic == "motion" else synthetic_video_reid
+        return generate(*args.synthetic_ids, size=settings.size, seed=settings.seed)
     if args.dataset == "mars":
         return read_mars(args.data_root)
-    return read_ilidsvid(args.data_root, split_file=args.split_file, split=args.split, seed=args.seed)
+    if args.dataset == "lsvid":
+        return read_lsvid(args.data_root)
+    return read_ilidsvid(args.data_root, split_file=args.split_file, split=args.split, seed=settings.seed)
 
 
-def make_loaders(
-    args: argparse.Namespace, data: VideoReIDData
-) -> tuple[DataLoader, PKBatchSampler, DataLoader, DataLoader]:
-    pin = args.device.startswith("cuda")
-    train_set = ClipDataset(
-        data.train,
-        args.seq_len,
-        args.size,
-        "rrs",
-        clip_transforms(args.size, train=True, erasing=args.erasing),
-    )
-    sampler = PKBatchSampler(train_set.labels, args.P, args.K, seed=args.seed)
-    train = DataLoader(
-        train_set,
-        batch_sampler=sampler,
-        num_workers=args.workers,
-        pin_memory=pin,
-        persistent_workers=args.workers > 0,
-    )
-    sampling: Sampling = "first" if args.test_sampling == "rrs" else "dense"
-    test = [
-        DataLoader(
-            ClipDataset(
-                part,
-                args.seq_len,
-                args.size,
-                sampling,
-                clip_transforms(args.size, train=False),
-                max_clips=args.max_test_clips,
-            ),
-            batch_size=max(1, args.test_batch // 4),
-            num_workers=args.workers,
-            collate_fn=collate_test_clips,
-            pin_memory=pin,
-        )
-        for part in (data.query, data.gallery)
-    ]
-    return train, sampler, test[0], test[1]
-
-
-@torch.no_grad()
-def extract(
-    model: nn.Module, loader: DataLoader, args: argparse.Namespace, desc: str
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One embedding per tracklet (the mean over its clips), with identities and cameras."""
-    model.eval()
-    features, pids, camids = [], [], []
-    for clips, counts, pid, camid in progress(loader, args.progress, desc=desc):
-        embeddings = torch.cat(
-            [
-                model(chunk.to(args.device, non_blocking=True)).float().cpu()
-                for chunk in clips.split(args.test_batch)
-            ]
-        )
-        features += [e.mean(0) for e in embeddings.split(counts.tolist())]
-        pids.append(pid)
-        camids.append(camid)
-    return torch.stack(features), torch.cat(pids), torch.cat(camids)
-
-
-def evaluate(
-    model: nn.Module, query: DataLoader, gallery: DataLoader, data: VideoReIDData, args: argparse.Namespace
-) -> dict[str, float | int]:
-    with torch.autocast("cuda", torch.bfloat16, enabled=args.amp and args.device.startswith("cuda")):
-        q, q_pids, q_cams = extract(model, query, args, "query")
-        g, g_pids, g_cams = extract(model, gallery, args, "gallery")
-    distances = pairwise_distances(q, g, args.metric)
-    result = evaluate_ranking(distances, q_pids, g_pids, q_cams, g_cams, junk_ids=data.junk_ids)
-    return result.as_dict()
-
-
-def train_one_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    criterion: ReIDLoss,
-    optimizer: torch.optim.Optimizer,
-    args: argparse.Namespace,
-    epoch: int,
-) -> dict[str, float]:
-    model.train()
-    totals = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "acc": 0.0}
-    steps = 0
-    bar = progress(
-        loader, args.progress, desc=f"epoch {epoch}", total=min(len(loader), args.max_steps or math.inf)
-    )
-    for clips, pids, _ in bar:
-        clips, pids = clips.to(args.device, non_blocking=True), pids.to(args.device, non_blocking=True)
-        with torch.autocast("cuda", torch.bfloat16, enabled=args.amp and args.device.startswith("cuda")):
-            logits, features = model(clips)
-        loss, parts = criterion(logits, features.float(), pids)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        steps += 1
-        for name, value in (
-            ("loss", float(loss.detach())),
-            *parts.items(),
-            ("acc", float((logits.argmax(1) == pids).float().mean())),
-        ):
-            totals[name] += value
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}", acc=f"{totals['acc'] / steps:.2f}")
-        if args.max_steps and steps >= args.max_steps:
-            break
-    return {name: value / max(steps, 1) for name, value in totals.items()}
+def _check_batch(data: VideoReIDData, settings: TrainSettings) -> None:
+    identities = len({t.pid for t in data.train})
+    if settings.P > identities:
+        raise ValueError(f"-P {settings.P}: the training set has only {identities} identities")
+    most = max(sum(1 for t in data.train if t.pid == pid) for pid in {t.pid for t in data.train})
+    if settings.K > most:
+        raise ValueError(f"-K {settings.K}: no training identity has more than {most} tracklets")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    if args.threads > 0:
+    args, settings = parse_args(argv)
+    prog = Path(sys.argv[0]).name if argv is None else "train_video_reid.py"
+    if args.threads:
         torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log_file = (args.out / "log.txt").open("a")
+    elif args.threads is None and args.synthetic:
+        torch.set_num_threads(1)
+    try:  # a data set that cannot be read, or a batch it cannot fill: one line, before anything is written
+        data = load_data(args, settings)
+        if not args.eval_only:
+            _check_batch(data, settings)
+    except (OSError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        args.out.mkdir(parents=True, exist_ok=True)
+    log_file = (args.out / "log.txt").open("a") if is_main else None
 
     def log(message: str) -> None:
         print(message, flush=True)
-        log_file.write(message + "\n")
-        log_file.flush()
+        if log_file is not None:
+            log_file.write(message + "\n")
+            log_file.flush()
 
-    started = time.time()
-    data = load_data(args)
-    log(data.summary())
-    train_loader, sampler, query_loader, gallery_loader = make_loaders(args, data)
-    model = VideoReIDNet(
-        args.model,
-        data.num_train_ids,
-        stages=args.stages,
-        num_frames=args.seq_len,
-        mae=args.mae,
-        bme=args.bme,
-        pretrained=args.pretrained,
-        last_stride=args.last_stride,
-    ).to(args.device)
-    criterion = ReIDLoss(margin=args.margin, label_smoothing=args.label_smoothing)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step, gamma=args.gamma)
-    history: list[dict[str, Any]] = []
-    start_epoch = 1
-    if args.resume is not None:
-        path = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume
-        state = torch.load(path, map_location=args.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        log(f"resumed from {path} at epoch {state['epoch']}")
-    n_params = sum(p.numel() for p in model.parameters())
-    log(
-        f"{args.model} with LSTRL at stages {args.stages} (MAE={args.mae}, BME={args.bme}): "
-        f"{n_params / 1e6:.2f}M parameters, {data.num_train_ids} classes, device {args.device}"
-    )
-
-    def save(epoch: int) -> None:
-        (args.out / "metrics.json").write_text(json.dumps({"epochs": history}, indent=2) + "\n")
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "args": vars(args),
-            "num_classes": data.num_train_ids,
-        }
-        torch.save(state, args.out / "checkpoint.tmp")
-        (args.out / "checkpoint.tmp").replace(args.out / "checkpoint.pt")
-
-    if start_epoch == 1:
-        metrics = evaluate(model, query_loader, gallery_loader, data, args)
-        history.append({"epoch": 0, **metrics})
-        log(f"epoch 0 (before training): mAP {100 * metrics['mAP']:.1f} rank-1 {100 * metrics['rank1']:.1f}")
-        save(0)
-    for epoch in range(start_epoch, args.epochs + 1):
-        tic = time.time()
-        sampler.set_epoch(epoch)
-        stats = train_one_epoch(model, train_loader, criterion, optimizer, args, epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        line = (
-            f"epoch {epoch}/{args.epochs}: loss {stats['loss']:.3f} (ce {stats['ce']:.3f}, triplet "
-            f"{stats['triplet']:.3f}), train acc {100 * stats['acc']:.1f}, lr {lr:.2e}, "
-            f"{time.time() - tic:.0f}s"
-        )
-        if epoch % args.eval_every == 0 or epoch == args.epochs:
-            metrics = evaluate(model, query_loader, gallery_loader, data, args)
-            history.append({"epoch": epoch, **metrics, "loss": stats["loss"]})
-            line += "; " + ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in ("mAP", "rank1", "rank5"))
-        log(line)
-        save(epoch)
-    log(f"done in {time.time() - started:.0f}s; metrics in {args.out / 'metrics.json'}")
-    log_file.close()
-    return {"epochs": history}
+    try:
+        if is_main:
+            log(data.summary())
+        if args.eval_only:
+            return evaluate_trained(settings, data, args.resume, out=args.out, log=log)
+        history = fit(settings, data, out=args.out, resume=args.resume, log=log)
+        log(f"done; metrics in {args.out / 'metrics.json'}")
+        return {"epochs": history}
+    finally:
+        if log_file is not None:
+            log_file.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

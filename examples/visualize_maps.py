@@ -27,6 +27,7 @@ from torch import Tensor
 from lstrl_layers import LSTRLBlock, VideoReIDNet
 from lstrl_layers.reid import chunk_first_indices, clip_transforms, synthetic_video_reid
 from lstrl_layers.reid.datasets import IMAGENET_MEAN, IMAGENET_STD, read_rgb
+from lstrl_layers.reid.engine import load_trained
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -97,19 +98,8 @@ def load_model(args: argparse.Namespace) -> tuple[VideoReIDNet, tuple[int, int]]
     if args.checkpoint is None:
         model = VideoReIDNet(args.model, num_classes=1, stages=args.stages, num_frames=args.frames)
         return model, tuple(args.size or (128, 64))
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    train_args = state["args"]
-    model = VideoReIDNet(
-        train_args["model"],
-        state["num_classes"],
-        stages=train_args["stages"],
-        num_frames=args.frames,
-        mae=train_args["mae"],
-        bme=train_args["bme"],
-        last_stride=train_args["last_stride"],
-    )
-    model.load_state_dict(state["model"])
-    return model, tuple(args.size or train_args["size"])
+    model, settings = load_trained(args.checkpoint)  # a training checkpoint or a model.pt
+    return model, tuple(args.size or (settings["size"] if settings else (128, 64)))
 
 
 def load_clip(images: Sequence[Path], num_frames: int, size: tuple[int, int], seed: int) -> Tensor:
