@@ -99,7 +99,7 @@ class VideoReIDNet(nn.Module):
                 f"model_name must be a timm model, got {model_name!r}, which timm does not know "
                 f"(timm.list_models('resnet*') lists the ResNets, for example)"
             ) from err
-        self.in_chans = int(timm_kwargs.get("in_chans", 3))
+        self._in_chans = int(timm_kwargs.get("in_chans", 3))
         if last_stride == 1:
             set_last_stride_one(self.backbone)
         if stages and (mae or bme):
@@ -130,7 +130,7 @@ class VideoReIDNet(nn.Module):
 
     def _check_video(self, video: object) -> int:
         """Validate the input video up front and return its ``T``."""
-        expected = f"VideoReIDNet expects a video (B, T, C={self.in_chans}, H, W) of floats"
+        expected = f"VideoReIDNet expects a video (B, T, C={self._in_chans}, H, W) of floats"
         if not isinstance(video, Tensor):
             raise TypeError(f"{expected}, got {type(video).__name__}")
         shape = tuple(video.shape)
@@ -142,11 +142,11 @@ class VideoReIDNet(nn.Module):
             )
         if video.shape[1] < 1:
             raise ValueError(f"{expected} with T >= 1, got {shape}")
-        if video.shape[2] != self.in_chans:
+        if video.shape[2] != self._in_chans:
             raise ValueError(f"{expected}, got C = {video.shape[2]} in shape {shape}")
         if video.shape[3] < 1 or video.shape[4] < 1:
             raise ValueError(f"{expected} with H, W >= 1, got {shape}")
-        if self.training and video.shape[0] < 2:
+        if self.bottleneck.training and video.shape[0] < 2:  # unless the BNNeck is frozen (eval)
             raise ValueError(
                 f"{expected} with B >= 2 clips in train mode (the BNNeck normalizes with batch statistics), "
                 f"got {shape}; call .eval() to embed a single clip"
