@@ -52,9 +52,7 @@ def _feature_location(model: nn.Module, index: int, name: str) -> str:
     return name
 
 
-def resolve_stage(
-    model: nn.Module, stage: Stage, dicts: list[dict[str, Any]]
-) -> tuple[str, nn.Module, bool]:
+def resolve_stage(model: nn.Module, stage: Stage, dicts: list[dict[str, Any]]) -> tuple[str, nn.Module, bool]:
     """Map a stage index or name to (feature_info module name, the module to hook, whether pre-hook).
 
     Raises:
