@@ -149,7 +149,8 @@ def synthetic_motion_reid(
     of the height, whatever the tracklet's length. With ``T = 4`` frames sampled by RRS, consecutive frames
     of a clip are about a quarter of a tracklet apart: the feet move about 8 px, one cell of a stride-8
     feature map (ResNet's ``layer2`` at 64 x 32 gives 8 x 4) and half a cell at stride 16 (``layer3``).
-    ``tests/test_synthetic.py`` checks that the figure's lowest row moves by at least that much.
+    ``tests/test_synthetic.py`` finds the figure's feet in the frames and checks the direction of each
+    identity's motion and that the feet move by more than a stride-8 cell over a tracklet.
 
     Args:
         num_train_ids, num_test_ids: identities in each part, even numbers (pairs).
