@@ -25,13 +25,15 @@ evaluated before training), ``OUT/checkpoint.pt`` (every epoch; ``--resume OUT``
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 
 from lstrl_layers.reid import (
@@ -43,7 +45,7 @@ from lstrl_layers.reid import (
     synthetic_video_reid,
 )
 from lstrl_layers.reid.checkpoint import load_checkpoint
-from lstrl_layers.reid.engine import TrainSettings, evaluate_trained, fit, load_trained
+from lstrl_layers.reid.engine import TrainSettings, build_model, evaluate_trained, fit, load_trained
 
 # Real data: the paper's §4.2 (TrainSettings' defaults). Synthetic: small enough to learn visibly in 3 epochs
 # on 2 CPU cores; one intra-op thread, because on such small tensors more threads gain little when the cores
@@ -59,6 +61,14 @@ SYNTHETIC = dict(
     pretrained=False,
 )
 FLAG_OF = {"num_frames": "-T", "P": "-P", "K": "-K"}  # settings whose flag is not --name
+# the settings a resumed run cannot change, and their flags
+MODEL_FLAGS = {
+    "model": "--model",
+    "stages": "--stages",
+    "mae": "--no-mae",
+    "bme": "--no-bme",
+    "last_stride": "--last-stride",
+}
 
 
 def _number(kind: Callable[[str], Any], low: float, high: float | None = None, low_open: bool = False) -> Any:
@@ -70,9 +80,10 @@ def _number(kind: Callable[[str], Any], low: float, high: float | None = None, l
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
         too_low = value <= low if low_open else value < low
-        if too_low or (high is not None and value > high) or value != value:
+        if too_low or (high is not None and value > high) or not math.isfinite(value):
             bounds = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} {bounds}, got {text!r}")
+            what = "an int" if kind is int else f"a finite {kind.__name__}"
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
         return value
 
     return parse
@@ -91,9 +102,18 @@ def stage(text: str) -> int | str:
     return text
 
 
+def timm_model(text: str) -> str:
+    """The name of a timm model (``hf-hub:`` and ``local-dir:`` sources are left to timm)."""
+    if ":" not in text and not timm.is_model(text):
+        raise argparse.ArgumentTypeError(f"timm has no model {text!r} (timm.list_models() lists them)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+        prog=Path(__file__).name,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     data = p.add_argument_group("data")
     data.add_argument(
@@ -125,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max-test-clips", type=positive, help="dense: at most this many clips per tracklet")
     data.add_argument("--workers", type=non_negative, help="data loader processes per training process")
     model = p.add_argument_group("model")
-    model.add_argument("--model", help="timm backbone (paper: resnet50)")
+    model.add_argument("--model", type=timm_model, help="timm backbone (paper: resnet50)")
     model.add_argument(
         "--stages",
         nargs="*",
@@ -173,8 +193,8 @@ def _settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> TrainS
     """Defaults (the paper's, or the synthetic ones), then a resumed run's settings, then the flags given."""
     values: dict[str, Any] = dict(SYNTHETIC) if args.synthetic else {}
     values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    if stored is not None:
-        values.update(stored)
+    if stored is not None:  # the device is this machine's, not the stopped run's
+        values.update({name: value for name, value in stored.items() if name != "device"})
     for f in fields(TrainSettings):
         given = getattr(args, f.name, None)
         if given is not None:
@@ -194,20 +214,38 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
         parser.error(f"--split-file {args.split_file}: no such file")
     if args.eval_only and args.resume is None:
         parser.error("--eval-only needs --resume (a training checkpoint, its folder, or a model.pt)")
-    stored = None
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: a file, not a folder")
+    stored, args.resumed_classes = None, None
     if args.resume is not None:
         path = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume
         try:
             if args.eval_only:
                 stored = load_trained(path)[1]
             else:
-                stored = load_checkpoint(path)["settings"]
+                state = load_checkpoint(path)
+                stored, args.resumed_classes = state["settings"], int(state["num_classes"])
         except (OSError, ValueError) as err:
             parser.error(f"--resume {args.resume}: {err}")
     try:
         settings = _settings(args, stored)
     except ValueError as err:
         parser.error(str(err))
+    if stored is not None and not args.eval_only:
+        for name, flag in MODEL_FLAGS.items():
+            given = getattr(settings, name)
+            trained = stored.get(name, given)
+            if (tuple(trained) if isinstance(trained, (list, tuple)) else trained) != given:
+                parser.error(
+                    f"{flag}: --resume {args.resume} holds a model with {name}={trained!r}, the flags give "
+                    f"{given!r}; leave {flag} out to continue that run"
+                )
+    try:
+        device: torch.device | None = torch.device(settings.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {settings.device}: expected cpu, cuda or cuda:N")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if settings.P % world_size:
         parser.error(
@@ -215,15 +253,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
         )
     if settings.sync_bn and not settings.device.startswith("cuda"):
         parser.error(f"--sync-bn needs CUDA, got --device {settings.device}")
-    if settings.device.startswith("cuda") and not torch.cuda.is_available():
+    if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {settings.device}: CUDA is not available here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        parser.error(f"--device {settings.device}: this machine has {torch.cuda.device_count()} CUDA devices")
     return args, settings
 
 
 def load_data(args: argparse.Namespace, settings: TrainSettings) -> VideoReIDData:
     if args.synthetic:
         generate = synthetic_motion_reid if args.synthetic == "motion" else synthetic_video_reid
-        return generate(*args.synthetic_ids, size=settings.size, seed=settings.seed)
+        train_ids, test_ids = args.synthetic_ids
+        return generate(train_ids, test_ids, size=settings.size, seed=settings.seed)
     if args.dataset == "mars":
         return read_mars(args.data_root)
     if args.dataset == "lsvid":
@@ -240,9 +281,27 @@ def _check_batch(data: VideoReIDData, settings: TrainSettings) -> None:
         raise ValueError(f"-K {settings.K}: no training identity has more than {most} tracklets")
 
 
+def _check_model(args: argparse.Namespace, settings: TrainSettings, num_classes: int) -> None:
+    """Build the run's model on the meta device (no memory, no download), so that a stage the backbone
+    lacks fails before anything is written; a resumed run must have the stopped run's classes."""
+    if args.resumed_classes is not None and args.resumed_classes != num_classes:
+        raise ValueError(
+            f"--resume {args.resume}: its model has {args.resumed_classes} classes, the training set "
+            f"{num_classes} identities (continue a run on the data it started with)"
+        )
+    try:
+        with torch.device("meta"):
+            build_model(replace(settings, pretrained=False), num_classes)
+    except (TypeError, ValueError) as err:
+        stages = " ".join(map(str, settings.stages))
+        raise ValueError(f"--model {settings.model} --stages {stages}: {err}") from None
+    except Exception:  # an operation without a meta kernel: the real build will say what is wrong
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, settings = parse_args(argv)
-    prog = Path(sys.argv[0]).name if argv is None else "train_video_reid.py"
+    prog = Path(__file__).name
     if args.threads:
         torch.set_num_threads(args.threads)
     elif args.threads is None and args.synthetic:
@@ -251,12 +310,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data = load_data(args, settings)
         if not args.eval_only:
             _check_batch(data, settings)
+            _check_model(args, settings, data.num_train_ids)
+        is_main = int(os.environ.get("RANK", "0")) == 0
+        if is_main:
+            args.out.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    if is_main:
-        args.out.mkdir(parents=True, exist_ok=True)
     log_file = (args.out / "log.txt").open("a") if is_main else None
 
     def log(message: str) -> None:
