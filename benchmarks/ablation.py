@@ -19,6 +19,7 @@ Every variant trains with the same data, seeds, schedule and code (``lstrl_layer
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -86,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="also Table 4 and 5 rows and the paper's BME init")
     p.add_argument("--quick", action="store_true", help="one seed, 60 steps (overrides --steps, --seeds)")
     p.add_argument("--datasets", nargs="+", choices=tuple(DATASETS), default=list(DATASETS))
+    p.add_argument(
+        "--identities",
+        nargs=2,
+        type=positive_int,
+        default=IDENTITIES,
+        metavar=("TRAIN", "TEST"),
+        help=f"identities in each part, even (pairs), at least P={RECIPE['P']} for training (default 48 24)",
+    )
     p.add_argument("--variants", nargs="+", metavar="NAME", help="run only these rows (names as printed)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write a PNG bar chart (mean and spread) here")
@@ -115,6 +124,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         path = getattr(args, flag)
         if path is not None and not path.parent.is_dir():
             parser.error(f"--{flag} {path}: no directory {str(path.parent)!r} to write it in")
+    args.identities = tuple(args.identities)
+    if any(n % 2 for n in args.identities) or args.identities[0] < RECIPE["P"]:
+        parser.error(f"--identities: expected even numbers, TRAIN >= {RECIPE['P']}, got {args.identities}")
     if args.jobs is None:
         args.jobs = 1 if args.device.startswith("cuda") else (os.cpu_count() or 1)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -126,14 +138,14 @@ def _settings(
     variant: dict[str, Any], args: argparse.Namespace, seed: int, data: VideoReIDData
 ) -> TrainSettings:
     steps_per_epoch = len({t.pid for t in data.train}) // RECIPE["P"]
-    epochs = math.ceil(args.steps / steps_per_epoch)
+    epochs = math.ceil(args.steps / steps_per_epoch)  # whole epochs, or part of one for a smoke run
     model_kwargs = {**BACKBONE["model_kwargs"], **variant.get("model_kwargs", {})}
     return TrainSettings(
         **{**RECIPE, "model": BACKBONE["model"]},
         **{k: v for k, v in variant.items() if k != "model_kwargs"},
         model_kwargs=model_kwargs,
         epochs=epochs,
-        max_steps=None,
+        max_steps=min(args.steps, steps_per_epoch),
         eval_every=epochs,
         workers=0,
         device=args.device,
@@ -211,13 +223,19 @@ def plot(results: dict[str, Any], names: list[str], path: Path) -> None:
     plt.close(figure)
 
 
+@functools.lru_cache(maxsize=4)
+def _data(dataset: str, identities: tuple[int, int], seed: int) -> VideoReIDData:
+    """The data set of a seed, generated once per process."""
+    return DATASETS[dataset](*identities, num_cams=CAMERAS, size=RECIPE["size"], seed=seed)
+
+
 def _run(task: tuple[str, int, str, argparse.Namespace]) -> tuple[str, int, str, dict[str, float], float]:
     """One training run (in a worker process when ``--jobs`` > 1): its final mAP and rank-1."""
     dataset, seed, name, args = task
     if args.jobs > 1:
         torch.set_num_threads(1)  # tiny tensors: one thread per run, runs side by side
     tic = time.time()
-    data = DATASETS[dataset](*IDENTITIES, num_cams=CAMERAS, size=RECIPE["size"], seed=seed)
+    data = _data(dataset, args.identities, seed)
     history = fit(_settings(args.variant_settings[name], args, seed, data), data, log=lambda m: None)
     scores = {"mAP": history[-1]["mAP"], "rank1": history[-1]["rank1"]}
     return dataset, seed, name, scores, time.time() - tic
@@ -235,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
     results: dict[str, Any] = {
-        "settings": {"steps": args.steps, "seeds": args.seeds, "identities": IDENTITIES, "cameras": CAMERAS}
+        "settings": dict(steps=args.steps, seeds=args.seeds, identities=args.identities, cameras=CAMERAS)
         | BACKBONE
         | RECIPE,
         "env": {
@@ -250,9 +268,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "ceilings": {},
     }  # fmt: skip
     if "motion" in args.datasets:
-        results["ceilings"]["motion"] = blind_ceiling(
-            synthetic_motion_reid(*IDENTITIES, num_cams=CAMERAS, size=RECIPE["size"], seed=0)
-        )
+        results["ceilings"]["motion"] = blind_ceiling(_data("motion", args.identities, 0))
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else _Serial() as pool:
         for done, (dataset, seed, name, scores, seconds) in enumerate(pool.imap_unordered(_run, tasks), 1):

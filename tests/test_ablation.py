@@ -1,0 +1,70 @@
+"""benchmarks/ablation.py end to end at a tiny budget, and its ceiling for models blind to time reversal."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from lstrl_layers.reid import synthetic_motion_reid
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _ablation() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("benchmarks_ablation", BENCHMARKS / "ablation.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCHMARKS))  # for _cli next to the script
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_blind_ceiling_is_the_expected_ap_of_a_random_order_of_matches_and_decoys() -> None:
+    # each query: 2 true matches (its other cameras) and 2 decoys (its partner's tracklets that are not
+    # queries). Random order of 2 matches among 4: AP averaged over the 6 placements, by hand:
+    # {1,2}: 1, {1,3}: 5/6, {1,4}: 3/4, {2,3}: 7/12, {2,4}: 1/2, {3,4}: 5/12 -> 49/72; rank-1: 2/4
+    data = synthetic_motion_reid(4, 4, num_cams=3, frames=(4, 4), size=(32, 16))
+    ceiling = _ablation().blind_ceiling(data)
+    assert ceiling["mAP"] == pytest.approx(49 / 72) and ceiling["rank1"] == pytest.approx(0.5)
+
+
+def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--steps", "1", "--seeds", "2", "--variants", "Baseline", "+BME", "--identities", "8", "4"]
+    argv += ["--jobs", "1", "--no-progress"]
+    argv += ["--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png"), "--device", "cpu"]
+    results = _ablation().main(argv)
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert set(saved["datasets"]) == {"motion", "appearance"}
+    for rows in saved["datasets"].values():
+        assert set(rows) == {"Baseline", "+BME"}
+        for row in rows.values():
+            assert len(row["mAP"]) == len(row["rank1"]) == 2 and all(0 <= v <= 1 for v in row["mAP"])
+    assert saved["datasets"] == json.loads(json.dumps(results["datasets"]))
+    assert (tmp_path / "a.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "motion set (mean ± std over 2 seeds, %)" in out and "blind to time reversal" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "0"], "--steps: expected an int >= 1"),
+        (["--seeds", "x"], "--seeds: expected an int >= 1"),
+        (["--variants", "+XYZ"], "unknown --variants ['+XYZ']"),
+        (["--json", "/no/such/dir/a.json"], "no directory '/no/such/dir'"),
+        (["--datasets", "mars"], "invalid choice: 'mars'"),
+        (["--identities", "9", "4"], "--identities: expected even numbers"),
+    ],
+)
+def test_bad_flags_fail_at_once(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _ablation().main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
