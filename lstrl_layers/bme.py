@@ -116,17 +116,16 @@ class BME(_ClipBlock):
         self.mode = mode
         self.edge = edge
         self.zero_init = zero_init
-        factory = dict(device=device, dtype=dtype)
-        self.phi = nn.Conv2d(channels, reduced, kernel_size=1, **factory)  # φ: C -> C/2
-        self.psi = nn.Conv2d(channels, reduced, kernel_size=1, **factory)  # ψ: C -> C/2
-        self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, kernel_size=1, **factory)  # υ
+        self.phi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # φ: C -> C/2
+        self.psi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # ψ: C -> C/2
+        self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, 1, device=device, dtype=dtype)  # υ
         self.act = act_layer()
         self._init_upsilon()
 
     def _init_upsilon(self) -> None:
         if self.zero_init:
             nn.init.zeros_(self.upsilon.weight)  # F^m = act(υ bias) at construction
-            nn.init.constant_(self.upsilon.bias, _IDENTITY_BIAS)
+            nn.init.constant_(self.upsilon.bias, _IDENTITY_BIAS)  # type: ignore[arg-type]
 
     def reset_parameters(self) -> None:
         """Initialize the parameters again, as at construction (e.g. after building on ``device="meta"``)."""

@@ -50,8 +50,8 @@ def random_states() -> dict[str, Tensor]:
         import numpy as np
     except ImportError:  # pragma: no cover - numpy comes with torch's usual installs
         return states
-    _, keys, position, has_gauss, cached = np.random.get_state()
-    states["numpy"] = torch.from_numpy(keys.astype(np.int64))
+    _, keys, position, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    states["numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     states["numpy_extra"] = torch.tensor([position, has_gauss, cached], dtype=torch.float64)
     return states
 
