@@ -55,6 +55,7 @@ SYNTHETIC = dict(
     size=(64, 32),
     num_frames=4,
     P=4,
+    K=3,  # one clip per camera
     epochs=3,
     eval_every=1,
     workers=0,
@@ -319,9 +320,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(2) from None
     log_file = (args.out / "log.txt").open("a") if is_main else None
 
-    def log(message: str) -> None:
-        print(message, flush=True)
+    def log(message: str) -> None:  # rank 0 only
         if log_file is not None:
+            print(message, flush=True)
             log_file.write(message + "\n")
             log_file.flush()
 
