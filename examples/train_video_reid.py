@@ -170,10 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--gamma", type=_number(float, 0, 1, low_open=True), help="lr decay factor (0.1)")
     optim.add_argument("--margin", type=_number(float, 0), help="triplet margin (paper: 0.3)")
     optim.add_argument("--label-smoothing", type=_number(float, 0, 1), help="(0)")
-    optim.add_argument("--amp", action="store_true", default=None, help="bfloat16 autocast on CUDA")
+    optim.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bfloat16 autocast on CUDA")
     optim.add_argument("--max-steps", type=positive, help="stop each epoch after this many batches")
-    optim.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs")
-    optim.add_argument("--freeze-bn", action="store_true", default=None, help="BatchNorm statistics frozen")
+    optim.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm across GPUs")
+    optim.add_argument(
+        "--freeze-bn", action=argparse.BooleanOptionalAction, help="BatchNorm statistics frozen"
+    )
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("out/train_video_reid"))
     run.add_argument("--resume", type=Path, help="checkpoint.pt, or the --out folder holding one")

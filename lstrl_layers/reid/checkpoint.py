@@ -13,6 +13,7 @@ Both are loaded with ``weights_only=True``, so a checkpoint from a stranger cann
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +58,8 @@ def random_states() -> dict[str, Tensor]:
 
 
 def set_random_states(states: Mapping[str, Tensor]) -> None:
-    """Restore what :func:`random_states` returned."""
+    """Restore what :func:`random_states` returned (wherever the tensors were loaded to)."""
+    states = {name: state.cpu() for name, state in states.items()}
     torch.set_rng_state(states["torch"])
     values = states["python"].tolist()
     gauss = states["python_gauss"].tolist()
@@ -79,9 +81,14 @@ def _load(path: str | Path, expected: str, map_location: str | torch.device) -> 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a pickle with code, a zip of something else, a truncated file
+        why = (
+            "it holds objects other than tensors and plain values"
+            if isinstance(err, pickle.UnpicklingError)
+            else f"{type(err).__name__}"
+        )
         raise ValueError(
             f"{path} is not a file written by lstrl_layers ({expected}): torch.load(weights_only=True) "
-            f"refused it ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            f"refused it ({why})"
         ) from None
     found = state.get("format") if isinstance(state, dict) else None
     if found != expected:
