@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _cli import positive_int
 
+from lstrl_layers.argtypes import positive_int
 from lstrl_layers.reid import VideoReIDData, synthetic_motion_reid, synthetic_video_reid
 from lstrl_layers.reid.engine import TrainSettings, fit
 

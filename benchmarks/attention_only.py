@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from _cli import positive_int
 from einops import rearrange
 from torch import Tensor
+
+from lstrl_layers.argtypes import positive_int
 
 
 def _fused(query: Tensor, keys: Tensor) -> Tensor:

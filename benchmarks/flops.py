@@ -28,10 +28,11 @@ import _blocks
 import _scaling
 import _table3
 import torch
-from _cli import positive_int, stage
 from _measure import Progress, close_environment, environment, matmul_gflops
 from _models import NUM_CLASSES, stage_shapes
 from _report import SECTIONS, load_old, print_header
+
+from lstrl_layers.argtypes import positive_int, stage
 
 REPORTS = {"table3": _table3, "blocks": _blocks, "scaling": _scaling}
 

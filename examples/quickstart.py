@@ -8,47 +8,29 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import timm
 import torch
 from torch import nn
 
 from lstrl_layers import BME, MAE, LSTRLBlock, VideoReIDNet, inject_lstrl
+from lstrl_layers.argtypes import int_at_least, timm_model
 
 
 def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = minimum - 1
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, got {value!r}")
-        return number
-
-    return parse
-
-
-def _timm_model(value: str) -> str:
-    if not timm.is_model(value):
-        raise argparse.ArgumentTypeError(f"timm has no model {value!r} (timm.list_models() lists them)")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet50", type=_timm_model, help="timm CNN")
+    p.add_argument("--model", default="resnet50", type=timm_model, help="timm CNN")
     p.add_argument(
-        "--size", type=_int_at_least(1), nargs=2, default=(128, 64), metavar=("H", "W"), help="paper: 256 128"
+        "--size", type=int_at_least(1), nargs=2, default=(128, 64), metavar=("H", "W"), help="paper: 256 128"
     )
-    p.add_argument("--frames", type=_int_at_least(1), default=8, help="T, frames per clip")
+    p.add_argument("--frames", type=int_at_least(1), default=8, help="T, frames per clip")
     p.add_argument(
-        "--clips", type=_int_at_least(2), default=2, help="B, clips per batch (>= 2: BatchNorm in train mode)"
+        "--clips", type=int_at_least(2), default=2, help="B, clips per batch (>= 2: BatchNorm in train mode)"
     )
     return p
 

@@ -25,17 +25,18 @@ evaluated before training), ``OUT/checkpoint.pt`` (every epoch; ``--resume OUT``
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 
+from lstrl_layers.argtypes import non_negative_int as non_negative
+from lstrl_layers.argtypes import number_in, stage, timm_model
+from lstrl_layers.argtypes import positive_int as positive
 from lstrl_layers.reid import (
     VideoReIDData,
     read_ilidsvid,
@@ -72,44 +73,6 @@ MODEL_FLAGS = {
 }
 
 
-def _number(kind: Callable[[str], Any], low: float, high: float | None = None, low_open: bool = False) -> Any:
-    """An argparse type: a ``kind`` number in ``[low, high]`` (``(low, ...`` with ``low_open``)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-        too_low = value <= low if low_open else value < low
-        if too_low or (high is not None and value > high) or not math.isfinite(value):
-            bounds = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-            what = "an int" if kind is int else f"a finite {kind.__name__}"
-            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
-        return value
-
-    return parse
-
-
-positive = _number(int, 1)
-non_negative = _number(int, 0)
-
-
-def stage(text: str) -> int | str:
-    """A ``feature_info`` index (int >= 0) or a module name such as ``layer2``."""
-    if "," in text or not text.strip():
-        raise argparse.ArgumentTypeError(f"separate stages with spaces (--stages 2 3), got {text!r}")
-    if text.lstrip("-").isdigit():
-        return non_negative(text)
-    return text
-
-
-def timm_model(text: str) -> str:
-    """The name of a timm model (``hf-hub:`` and ``local-dir:`` sources are left to timm)."""
-    if ":" not in text and not timm.is_model(text):
-        raise argparse.ArgumentTypeError(f"timm has no model {text!r} (timm.list_models() lists them)")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=Path(__file__).name,
@@ -137,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("-T", "--seq-len", dest="num_frames", type=positive, help="frames per clip (paper: 8)")
     data.add_argument("-P", type=positive, help="identities per global batch (paper: 8)")
     data.add_argument("-K", type=positive, help="clips per identity in a batch (paper: 4)")
-    data.add_argument("--erasing", type=_number(float, 0, 1), help="random erasing probability (0.5)")
+    data.add_argument("--erasing", type=number_in(float, 0, 1), help="random erasing probability (0.5)")
     data.add_argument(
         "--test-sampling",
         choices=("rrs", "dense"),
@@ -164,12 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--last-stride", type=int, choices=(1, 2))
     optim = p.add_argument_group("optimization")
     optim.add_argument("--epochs", type=positive, help="paper: 400")
-    optim.add_argument("--lr", type=_number(float, 0, low_open=True), help="Adam learning rate (paper: 3e-4)")
-    optim.add_argument("--weight-decay", type=_number(float, 0), help="(paper: not given; 5e-4)")
+    optim.add_argument(
+        "--lr", type=number_in(float, 0, low_open=True), help="Adam learning rate (paper: 3e-4)"
+    )
+    optim.add_argument("--weight-decay", type=number_in(float, 0), help="(paper: not given; 5e-4)")
     optim.add_argument("--step", type=positive, help="decay the lr every STEP epochs (paper: 70)")
-    optim.add_argument("--gamma", type=_number(float, 0, 1, low_open=True), help="lr decay factor (0.1)")
-    optim.add_argument("--margin", type=_number(float, 0), help="triplet margin (paper: 0.3)")
-    optim.add_argument("--label-smoothing", type=_number(float, 0, 1), help="(0)")
+    optim.add_argument("--gamma", type=number_in(float, 0, 1, low_open=True), help="lr decay factor (0.1)")
+    optim.add_argument("--margin", type=number_in(float, 0), help="triplet margin (paper: 0.3)")
+    optim.add_argument("--label-smoothing", type=number_in(float, 0, 1), help="(0)")
     optim.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bfloat16 autocast on CUDA")
     optim.add_argument("--max-steps", type=positive, help="stop each epoch after this many batches")
     optim.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm across GPUs")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -25,57 +25,22 @@ from einops import rearrange
 from torch import Tensor
 
 from lstrl_layers import LSTRLBlock, VideoReIDNet
+from lstrl_layers.argtypes import existing_file, int_at_least, stage, timm_model
 from lstrl_layers.reid import chunk_first_indices, clip_transforms, synthetic_video_reid
 from lstrl_layers.reid.datasets import IMAGENET_MEAN, IMAGENET_STD, read_rgb
 from lstrl_layers.reid.engine import load_trained
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = minimum - 1
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, got {value!r}")
-        return number
-
-    return parse
-
-
-def _stage(value: str) -> int | str:
-    """A ``feature_info`` index (int >= 0) or a module name such as ``layer2``."""
-    if "," in value or not value.strip() or value.startswith("-"):
-        raise argparse.ArgumentTypeError(
-            f"expected a stage index >= 0 or a name, separated by spaces (--stages 2 3), got {value!r}"
-        )
-    return int(value) if value.isdigit() else value
-
-
-def _existing_file(value: str) -> Path:
-    if not Path(value).is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {value}")
-    return Path(value)
-
-
-def _timm_model(value: str) -> str:
-    import timm
-
-    if not timm.is_model(value):
-        raise argparse.ArgumentTypeError(f"timm has no model {value!r} (timm.list_models() lists them)")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    positive, non_negative = _int_at_least(1), _int_at_least(0)
+    positive, non_negative = int_at_least(1), int_at_least(0)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "images", nargs="*", type=_existing_file, help="frames of one clip, in order (default: synthetic)"
+        "images", nargs="*", type=existing_file, help="frames of one clip, in order (default: synthetic)"
     )
-    p.add_argument("--checkpoint", type=_existing_file, help="checkpoint.pt of train_video_reid.py")
-    p.add_argument("--model", default="resnet18", type=_timm_model, help="timm backbone without --checkpoint")
+    p.add_argument("--checkpoint", type=existing_file, help="checkpoint.pt of train_video_reid.py")
+    p.add_argument("--model", default="resnet18", type=timm_model, help="timm backbone without --checkpoint")
     p.add_argument(
-        "--stages", nargs="+", type=_stage, default=[2, 3], help="LSTRL stages without --checkpoint (2 3)"
+        "--stages", nargs="+", type=stage, default=[2, 3], help="LSTRL stages without --checkpoint (2 3)"
     )
     p.add_argument("--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (default 128 64)")
     p.add_argument(

@@ -19,7 +19,7 @@ def _ablation() -> ModuleType:
     spec = importlib.util.spec_from_file_location("benchmarks_ablation", BENCHMARKS / "ablation.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCHMARKS))  # for _cli next to the script
+    sys.path.insert(0, str(BENCHMARKS))  # as when run as a script
     try:
         spec.loader.exec_module(module)
     finally:

@@ -49,7 +49,7 @@ def test_visualize_maps_flags_parse_in_one_style(tmp_path: Path) -> None:
         (["--query", "1,0,0"], "--query: expected 3 arguments"),
         (["--query", "0", "0", "-1"], "--query: expected an int >= 0, got '-1'"),
         (["--query", "0", "x", "0"], "--query: expected an int >= 0, got 'x'"),
-        (["--stages", "2,3"], "separated by spaces (--stages 2 3), got '2,3'"),
+        (["--stages", "2,3"], "separate stages with spaces (--stages 2 3), got '2,3'"),
         (["--stages", "-1"], "expected a stage index >= 0 or a name"),
         (["-T", "0"], "-T/--frames: expected an int >= 1, got '0'"),
         (["--size", "0", "64"], "--size: expected an int >= 1, got '0'"),

@@ -1,0 +1,81 @@
+"""``argparse`` types for command lines over the library: a wrong value fails at once, with the usage line.
+
+Used by the example and benchmark scripts (``type=positive_int``, ``nargs="+", type=stage``, ...); each raises
+:class:`argparse.ArgumentTypeError` with what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Union
+
+__all__ = [
+    "existing_file",
+    "int_at_least",
+    "non_negative_int",
+    "number_in",
+    "positive_int",
+    "stage",
+    "timm_model",
+]
+
+Stage = Union[int, str]
+
+
+def number_in(
+    kind: type[int] | type[float], low: float, high: float | None = None, low_open: bool = False
+) -> Callable[[str], float]:
+    """A finite ``kind`` number in ``[low, high]`` (``(low, high]`` with ``low_open``; no upper bound when
+    ``high`` is ``None``)."""
+
+    def parse(text: str) -> float:
+        what = "an int" if kind is int else f"a finite {kind.__name__}"
+        bounds = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if too_low or (high is not None and value > high) or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An int ``>= minimum``."""
+    parse = number_in(int, minimum)
+    return lambda text: int(parse(text))
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def stage(text: str) -> Stage:
+    """A ``feature_info`` index (int >= 0) or a module name such as ``layer2`` (``nargs="+"``)."""
+    if "," in text:
+        raise argparse.ArgumentTypeError(f"separate stages with spaces (--stages 2 3), got {text!r}")
+    if not text.strip() or text.startswith("-"):
+        raise argparse.ArgumentTypeError(f"expected a stage index >= 0 or a name, got {text!r}")
+    return int(text) if text.isdigit() else text
+
+
+def timm_model(text: str) -> str:
+    """The name of a timm model (``hf-hub:`` and ``local-dir:`` sources are left to timm)."""
+    import timm
+
+    if ":" not in text and not timm.is_model(text):
+        raise argparse.ArgumentTypeError(f"timm has no model {text!r} (timm.list_models() lists them)")
+    return text
+
+
+def existing_file(text: str) -> Path:
+    """The path of an existing file."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return Path(text)
