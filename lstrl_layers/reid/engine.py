@@ -214,7 +214,8 @@ def _extract(
         features += [e.mean(0) for e in embeddings.split(counts.tolist())]
         pids.append(pid)
         camids.append(camid)
-    local_features = torch.stack(features) if features else torch.zeros(0, 0, device=world.device)
+    width = int(getattr(model, "feature_dim", 0))  # a rank whose shard is empty still sends (0, D)
+    local_features = torch.stack(features) if features else torch.zeros(0, width, device=world.device)
     local_pids = torch.cat(pids) if pids else torch.zeros(0, dtype=torch.long)
     local_camids = torch.cat(camids) if camids else torch.zeros(0, dtype=torch.long)
     return (
