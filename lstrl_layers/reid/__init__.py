@@ -1,6 +1,10 @@
-"""Video person ReID training and evaluation pieces: sampling, losses, metrics, datasets.
+"""Video person ReID training and evaluation: datasets, sampling, losses, metrics, and one loop over them.
 
-Used by ``examples/train_video_reid.py``; import them to build your own loop:
+:func:`fit` and :func:`evaluate` (:mod:`~lstrl_layers.reid.engine`) train and evaluate a
+:class:`~lstrl_layers.VideoReIDNet` with the paper's recipe, in one process or under ``torchrun``; they are
+what ``examples/train_video_reid.py`` and ``benchmarks/ablation.py`` run. :func:`save_model` and
+:func:`load_model` (:mod:`~lstrl_layers.reid.checkpoint`) store a trained model with the arguments that
+rebuild it. The pieces, to build your own loop:
 
 - :mod:`~lstrl_layers.reid.sampling`: restricted random sampling, test-time chunk / dense clips, ``P x K``
   batches.
@@ -12,6 +16,7 @@ Sampling, losses and metrics need only torch and numpy; the datasets need the ``
 (torchvision; scipy for the ``.mat`` files).
 """
 
+from .checkpoint import load_model, save_model
 from .datasets import (
     ClipDataset,
     Tracklet,
@@ -23,6 +28,7 @@ from .datasets import (
     read_mars,
     read_rgb,
 )
+from .engine import TrainSettings, evaluate, fit
 from .losses import BatchHardTripletLoss, ReIDLoss, batch_hard_triplet_loss, euclidean_distances
 from .metrics import ReIDResult, evaluate_ranking, pairwise_distances
 from .sampling import (
@@ -40,6 +46,7 @@ __all__ = [
     "PKBatchSampler",
     "ReIDLoss",
     "ReIDResult",
+    "TrainSettings",
     "Tracklet",
     "VideoReIDData",
     "batch_hard_triplet_loss",
@@ -49,13 +56,17 @@ __all__ = [
     "collate_test_clips",
     "dense_clip_indices",
     "euclidean_distances",
+    "evaluate",
     "evaluate_ranking",
+    "fit",
+    "load_model",
     "pairwise_distances",
     "read_ilidsvid",
     "read_lsvid",
     "read_mars",
     "read_rgb",
     "restricted_random_indices",
+    "save_model",
     "synthetic_motion_reid",
     "synthetic_video_reid",
 ]
