@@ -18,7 +18,7 @@ from lstrl_layers import VideoReIDNet
 from lstrl_layers.reid import ReIDLoss, synthetic_video_reid
 from lstrl_layers.reid.checkpoint import load_checkpoint, load_model, save_model
 from lstrl_layers.reid.distributed import RankBatchSampler, World, close_world, init_world
-from lstrl_layers.reid.engine import TrainSettings, evaluate, fit, train_step
+from lstrl_layers.reid.engine import TrainSettings, evaluate, evaluate_trained, fit, train_step
 from lstrl_layers.reid.sampling import PKBatchSampler
 
 TINY = dict(channels=(8, 16, 16, 16), stem_width=8)  # a ResNet-18 at an eighth of its width
@@ -153,7 +153,11 @@ def test_resume_after_any_epoch_gives_the_same_metrics(tmp_path: Path) -> None:
 
 
 def test_every_file_loads_with_weights_only_and_the_model_file_rebuilds_the_model(tmp_path: Path) -> None:
-    fit(_tiny_settings(epochs=1), _tiny_data(), out=tmp_path, log=lambda m: None)
+    history = fit(_tiny_settings(epochs=1), _tiny_data(), out=tmp_path, log=lambda m: None)
+    for trained in ("model.pt", "checkpoint.pt"):  # --eval-only on either file: the final evaluation again
+        metrics = evaluate_trained(_tiny_settings(), _tiny_data(), tmp_path / trained, out=tmp_path)
+        assert metrics == {k: v for k, v in history[-1].items() if k not in ("epoch", "loss")}
+        assert json.loads((tmp_path / "eval.json").read_text())["mAP"] == metrics["mAP"]
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and state["settings"]["model_kwargs"]["stem_width"] == 8
     assert (tmp_path / "history.png").stat().st_size > 0
