@@ -106,7 +106,7 @@ def _loadmat(path: Path, key: str) -> np.ndarray:
         contents = loadmat(str(path))
     except NotImplementedError:  # MATLAB v7.3: an HDF5 file
         return _load_hdf5_mat(path, key)
-    except (ValueError, MatReadError) as err:
+    except (ValueError, IndexError, MatReadError) as err:  # scipy < 1.15: IndexError on a truncated file
         raise ValueError(f"{path} is not a readable MATLAB .mat file: {err}") from err
     if key not in contents:
         found = sorted(k for k in contents if not k.startswith("_"))
