@@ -90,3 +90,22 @@ def test_motion_set_needs_pairs() -> None:
     with pytest.raises(ValueError, match="num_train_ids must be even"):
         synthetic_motion_reid(5, 2)
     assert synthetic_video_reid(3, 2, frames=(4, 4), size=(32, 16)).name == "synthetic"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(num_train_ids=0), ValueError, "num_train_ids"),
+        (dict(num_train_ids=2.0), TypeError, "num_train_ids"),
+        (dict(num_test_ids=-1), ValueError, "num_test_ids"),
+        (dict(num_cams=0), ValueError, "num_cams"),
+        (dict(frames=(5, 3)), ValueError, "shortest <= longest"),
+        (dict(frames=(0, 3)), ValueError, "frames"),
+        (dict(size=(64,)), ValueError, "size must be a pair"),
+        (dict(size=(64, 0)), ValueError, "size"),
+    ],
+)
+def test_synthetic_sets_refuse_bad_arguments(kwargs: dict, error: type, message: str) -> None:
+    for generate in (synthetic_video_reid, synthetic_motion_reid):
+        with pytest.raises(error, match=message):
+            generate(**{"num_train_ids": 2, "num_test_ids": 2, **kwargs})

@@ -9,6 +9,7 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
+from .._checks import check_int
 from .datasets import Tracklet, VideoReIDData
 
 __all__ = ["synthetic_motion_reid", "synthetic_video_reid"]
@@ -174,6 +175,18 @@ def _synthesize(
     seed: int,
     paired: bool,
 ) -> VideoReIDData:
+    check_int("num_train_ids", num_train_ids)
+    check_int("num_test_ids", num_test_ids, minimum=0)
+    check_int("num_cams", num_cams)
+    check_int("tracklets_per_cam", tracklets_per_cam)
+    check_int("seed", seed, minimum=None)
+    for name, pair in (("frames", frames), ("size", size)):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"{name} must be a pair of ints, got {pair!r}")
+        for value in pair:
+            check_int(name, value)
+    if frames[0] > frames[1]:
+        raise ValueError(f"frames must be (shortest, longest) with shortest <= longest, got {frames!r}")
     g = torch.Generator().manual_seed(seed)
     cameras = [
         {
