@@ -19,6 +19,7 @@ Every variant trains with the same data, seeds, schedule and code (``lstrl_layer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
 import json
@@ -270,8 +271,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "motion" in args.datasets:
         results["ceilings"]["motion"] = blind_ceiling(_data("motion", args.identities, 0))
     started = time.time()
-    with multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else _Serial() as pool:
-        for done, (dataset, seed, name, scores, seconds) in enumerate(pool.imap_unordered(_run, tasks), 1):
+    pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
+    with pool or contextlib.nullcontext():
+        finished = pool.imap_unordered(_run, tasks) if pool else map(_run, tasks)
+        for done, (dataset, seed, name, scores, seconds) in enumerate(finished, 1):
             for key, value in scores.items():
                 results["datasets"][dataset][name][key][seed] = value
             if args.progress:
@@ -293,19 +296,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         plot(results, names, args.plot)
         print(f"plot in {args.plot}")
     return results
-
-
-class _Serial:
-    """``Pool``'s ``imap_unordered`` in this process (``--jobs 1``)."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap_unordered(self, function: Any, tasks: list[Any]) -> Any:
-        return map(function, tasks)
 
 
 if __name__ == "__main__":

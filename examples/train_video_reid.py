@@ -62,7 +62,6 @@ SYNTHETIC = dict(
     workers=0,
     pretrained=False,
 )
-FLAG_OF = {"num_frames": "-T", "P": "-P", "K": "-K"}  # settings whose flag is not --name
 # the settings a resumed run cannot change, and their flags
 MODEL_FLAGS = {
     "model": "--model",

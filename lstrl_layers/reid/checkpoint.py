@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,10 +48,6 @@ def random_states() -> dict[str, Tensor]:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy comes with torch's usual installs
-        return states
     _, keys, position, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
     states["numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     states["numpy_extra"] = torch.tensor([position, has_gauss, cached], dtype=torch.float64)
@@ -67,8 +64,6 @@ def set_random_states(states: Mapping[str, Tensor]) -> None:
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(states["cuda"]))
     if "numpy" in states:
-        import numpy as np
-
         position, has_gauss, cached = states["numpy_extra"].tolist()
         keys = states["numpy"].numpy().astype(np.uint32)
         np.random.set_state(("MT19937", keys, int(position), int(has_gauss), float(cached)))
@@ -96,12 +91,17 @@ def _load(path: str | Path, expected: str, map_location: str | torch.device) -> 
     return state
 
 
-def save_checkpoint(path: str | Path, **contents: Any) -> None:
-    """Write a training checkpoint atomically (a temporary file, then a rename)."""
+def _save_atomically(state: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` to a temporary file, then a rename: a reader never sees half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **contents}, tmp)
+    torch.save(state, tmp)
     tmp.replace(path)
+
+
+def save_checkpoint(path: str | Path, **contents: Any) -> None:
+    """Write a training checkpoint atomically (a temporary file, then a rename)."""
+    _save_atomically({"format": CHECKPOINT_FORMAT, **contents}, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -114,10 +114,7 @@ def save_model(path: str | Path, model: VideoReIDNet) -> None:
     if not isinstance(model, VideoReIDNet):
         raise TypeError(f"save_model expects a VideoReIDNet, got {type(model).__name__}")
     state = {"format": MODEL_FORMAT, "arguments": model.config, "state_dict": model.state_dict()}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    _save_atomically(state, path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> VideoReIDNet:

@@ -126,11 +126,6 @@ def mean_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:
     return {k: float(v) / world.size for k, v in zip(keys, stacked)}
 
 
-def barrier(world: World) -> None:
-    if world.distributed:
-        dist.barrier()
-
-
 class RankBatchSampler(Sampler[list[int]]):
     """This rank's share of each global batch of a batch sampler such as ``PKBatchSampler``.
 

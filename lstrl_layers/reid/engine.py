@@ -20,20 +20,31 @@ the CPU). The choices, where the paper (two GPUs) is silent:
 
 from __future__ import annotations
 
+import json
 import math
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from ..reid_net import VideoReIDNet
-from .checkpoint import load_checkpoint, random_states, save_checkpoint, set_random_states
+from .checkpoint import (
+    MODEL_FORMAT,
+    load_checkpoint,
+    load_model,
+    random_states,
+    save_checkpoint,
+    save_model,
+    set_random_states,
+)
 from .datasets import ClipDataset, Sampling, VideoReIDData, clip_transforms, collate_test_clips
 from .distributed import (
     RankBatchSampler,
@@ -145,14 +156,8 @@ def build_model(settings: TrainSettings, num_classes: int) -> VideoReIDNet:
 
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), Python's ``random`` and NumPy."""
-    import random
-
     random.seed(seed)
     torch.manual_seed(seed)
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover
-        return
     np.random.seed(seed % 2**32)
 
 
@@ -375,10 +380,6 @@ def fit(
     checkpoint or a folder holding ``checkpoint.pt``) continues a run: on the CPU with the same settings, the
     history is the one of the run that was never stopped, value for value.
     """
-    import json
-
-    from .checkpoint import save_model
-
     world = init_world(settings.device)
     try:
         out = Path(out) if out is not None else None
@@ -473,8 +474,6 @@ def fit(
 def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VideoReIDNet, dict[str, Any] | None]:
     """The model of a training checkpoint or of a model file, and the checkpoint's settings (``None``: a
     model file, which holds no training settings)."""
-    from .checkpoint import MODEL_FORMAT, load_model
-
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
@@ -500,8 +499,6 @@ def evaluate_trained(
 ) -> dict[str, float]:
     """Evaluate a trained model (training checkpoint or model file) on ``data``; rank 0 writes
     ``OUT/eval.json``. Sharded over the processes under ``torchrun``, like :func:`fit`'s evaluation."""
-    import json
-
     world = init_world(settings.device)
     try:
         model, _ = load_trained(path, world.device)
