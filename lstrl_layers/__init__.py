@@ -1,5 +1,6 @@
-"""LSTRL blocks (MAE, BME) for video person re-identification with any 2D CNN."""
+"""LSTRL blocks (MAE, BME) for video person re-identification with any CNN."""
 
+from ._stages import blocks_of
 from .block import LSTRLBlock
 from .bme import BME
 from .flops import count_macs, flop_counter_mode
@@ -12,6 +13,7 @@ __all__ = [
     "MAE",
     "LSTRLBlock",
     "VideoReIDNet",
+    "blocks_of",
     "count_macs",
     "flop_counter_mode",
     "inject_lstrl",

@@ -7,7 +7,7 @@ from typing import Union, overload
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._checks import check_bool, check_int
+from ._checks import check_bool, check_int, got
 
 Maps = dict[str, Tensor]
 BlockOutput = Union[Tensor, tuple[Tensor, Maps]]
@@ -20,6 +20,21 @@ TORCHSCRIPT_UNSUPPORTED = (
 )
 
 
+# How a 5-D tensor is read (einops axes of each clip layout); 4-D tensors are always frames (B*T, C, H, W)
+# with the frames of a clip contiguous.
+_PATTERNS = {"BTCHW": "b t c h w", "BCTHW": "b c t h w"}
+LAYOUTS = tuple(_PATTERNS)
+
+
+def check_layout(layout: object) -> str:
+    """``layout`` if it is one of :data:`LAYOUTS`."""
+    if not isinstance(layout, str):
+        raise TypeError(f"layout must be one of {LAYOUTS}, got {got(layout)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    return layout
+
+
 def _reduced_channels(channels: int, reduction: int) -> int:
     """``channels // reduction``, the width of a block's reduced projections, validated."""
     check_int("reduction", reduction)
@@ -29,17 +44,23 @@ def _reduced_channels(channels: int, reduction: int) -> int:
 
 
 class _ClipBlock(nn.Module):
-    """Base of the residual blocks: validates the input, handles both clip layouts, adds the residual.
+    """Base of the residual blocks: validates the input, handles the clip layouts, adds the residual.
+
+    Inputs are frames ``(B*T, C, H, W)`` (the ``T = num_frames`` frames of each clip contiguous, as a 2D CNN
+    sees them) or clips, 5-D, read as ``layout`` says: ``"BTCHW"`` (``(B, T, C, H, W)``, default) or
+    ``"BCTHW"`` (``(B, C, T, H, W)``, the layout of 3D CNNs and video libraries). A 5-D input carries its own
+    ``T``; the output has the input's shape and layout.
 
     Subclasses implement ``_branch(frames, num_frames, return_maps)``, which receives the frames of
     ``B`` clips as one ``(B*T, C, H, W)`` tensor (the frames of a clip contiguous) and returns the
     branch output of the same shape plus a dict of maps (empty unless ``return_maps``).
     """
 
-    def __init__(self, channels: int, num_frames: int) -> None:
+    def __init__(self, channels: int, num_frames: int, layout: str = "BTCHW") -> None:
         super().__init__()
         self.channels = check_int("channels", channels)
         self.num_frames = num_frames
+        self.layout = check_layout(layout)
 
     @property
     def num_frames(self) -> int:
@@ -56,9 +77,11 @@ class _ClipBlock(nn.Module):
     def _split_layout(self, x: Tensor) -> tuple[Tensor, int]:
         """Validate ``x`` and return it as frames ``(B*T, C, H, W)`` together with ``T``."""
         name = type(self).__name__
+        clips = "(B, C={c}, T, H, W)" if self.layout == "BCTHW" else "(B, T, C={c}, H, W)"
         expected = (
             f"{name} expects frames (B*T, C={self.channels}, H, W) with the frames of each clip contiguous "
-            f"(T = num_frames = {self.num_frames}), or clips (B, T, C={self.channels}, H, W)"
+            f"(T = num_frames = {self.num_frames}), or clips {clips.format(c=self.channels)} "
+            f"(layout={self.layout!r})"
         )
         if not isinstance(x, Tensor):
             raise TypeError(f"{expected}; got {type(x).__name__}")
@@ -66,15 +89,16 @@ class _ClipBlock(nn.Module):
             raise TypeError(f"{expected} in a floating-point dtype; got {x.dtype} (shape {tuple(x.shape)})")
         if x.ndim not in (4, 5):
             raise ValueError(f"{expected}; got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
-        channel_dim = x.ndim - 3
+        channel_dim = 1 if x.ndim == 4 or self.layout == "BCTHW" else 2
         if x.shape[channel_dim] != self.channels:
             raise ValueError(f"{expected}; got {x.shape[channel_dim]} channels in shape {tuple(x.shape)}")
         if x.shape[-2] < 1 or x.shape[-1] < 1:
             raise ValueError(f"{expected} with H, W >= 1; got an empty map in shape {tuple(x.shape)}")
         if x.ndim == 5:
-            if x.shape[1] < 1:
+            num_frames = x.shape[3 - channel_dim]
+            if num_frames < 1:
                 raise ValueError(f"{expected}; got T = 0 frames in shape {tuple(x.shape)}")
-            return rearrange(x, "b t c h w -> (b t) c h w"), x.shape[1]
+            return rearrange(x, f"{_PATTERNS[self.layout]} -> (b t) c h w"), num_frames
         if x.shape[0] % self.num_frames != 0:
             raise ValueError(
                 f"{expected}; got a batch of {x.shape[0]} frames, which is not divisible by "
@@ -94,7 +118,7 @@ class _ClipBlock(nn.Module):
         branch, maps = self._branch(frames, num_frames, return_maps)
         out = frames + branch
         if x.ndim == 5:
-            out = rearrange(out, "(b t) c h w -> b t c h w", t=num_frames)
+            out = rearrange(out, f"(b t) c h w -> {_PATTERNS[self.layout]}", t=num_frames)
         return (out, maps) if return_maps else out
 
     def __prepare_scriptable__(self) -> nn.Module:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ._checks import check_bool, check_optional_mapping
 from ._clip_block import Maps, _ClipBlock
 from .bme import BME
 from .mae import MAE
+
+# arguments LSTRLBlock gives both branches itself
+_SHARED = ("channels", "num_frames", "zero_init", "layout", "device", "dtype")
 
 
 class LSTRLBlock(_ClipBlock):
@@ -26,12 +30,15 @@ class LSTRLBlock(_ClipBlock):
         mae: include the MAE branch.
         bme: include the BME branch.
         zero_init: identity at construction (passed to both branches).
+        layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
+        device, dtype: of the parameters (e.g. ``device="meta"`` to build without allocating).
         mae_kwargs: further keyword arguments of :class:`MAE` (``reduction``, ``granularities``, ``scale``).
         bme_kwargs: further keyword arguments of :class:`BME` (``reduction``, ``directions``, ``mode``,
             ``edge``, ``act_layer``).
 
     Shape:
-        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or ``(B, T, C, H, W)``.
+        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or clips
+          ``(B, T, C, H, W)`` (``layout="BCTHW"``: ``(B, C, T, H, W)``).
         - Output: same shape as the input.
         - Maps (``return_maps=True``): those of the enabled branches (``"D1".."D4"``, ``"Mf"``, ``"Mb"``).
     """
@@ -45,6 +52,9 @@ class LSTRLBlock(_ClipBlock):
         zero_init: bool = True,
         mae_kwargs: Mapping[str, Any] | None = None,
         bme_kwargs: Mapping[str, Any] | None = None,
+        layout: str = "BTCHW",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         for name, flag in (("mae", mae), ("bme", bme), ("zero_init", zero_init)):
             check_bool(name, flag)
@@ -54,15 +64,22 @@ class LSTRLBlock(_ClipBlock):
             check_optional_mapping(f"{name}_kwargs", kwargs)
             if kwargs and not enabled:
                 raise ValueError(f"{name}_kwargs={dict(kwargs)!r} given but {name}=False")
-            reserved = sorted(set(kwargs or {}) & {"channels", "num_frames", "zero_init"})
+            reserved = sorted(set(kwargs or {}) & set(_SHARED))
             if reserved:
                 raise ValueError(
-                    f"{name}_kwargs must not set {reserved} (LSTRLBlock passes channels, num_frames and "
-                    f"zero_init to both branches), got {dict(kwargs or {})!r}"
+                    f"{name}_kwargs must not set {reserved} (LSTRLBlock passes {', '.join(_SHARED)} to both "
+                    f"branches), got {dict(kwargs or {})!r}"
                 )
-        super().__init__(channels, num_frames)
-        self.mae = MAE(channels, num_frames, zero_init=zero_init, **(mae_kwargs or {})) if mae else None
-        self.bme = BME(channels, num_frames, zero_init=zero_init, **(bme_kwargs or {})) if bme else None
+        super().__init__(channels, num_frames, layout)
+        shared: dict[str, Any] = dict(zero_init=zero_init, layout=layout, device=device, dtype=dtype)
+        self.mae = MAE(channels, num_frames, **shared, **(mae_kwargs or {})) if mae else None
+        self.bme = BME(channels, num_frames, **shared, **(bme_kwargs or {})) if bme else None
+
+    def reset_parameters(self) -> None:
+        """Initialize both branches again, as at construction (e.g. after building on ``device="meta"``)."""
+        for branch in (self.mae, self.bme):
+            if branch is not None:
+                branch.reset_parameters()
 
     @_ClipBlock.num_frames.setter  # type: ignore[attr-defined]
     def num_frames(self, value: int) -> None:

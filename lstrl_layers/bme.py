@@ -68,10 +68,12 @@ class BME(_ClipBlock):
             receives its full gradient from the first step and :math:`\phi`, :math:`\psi` from the second.
             ``False``: PyTorch's default initialization of every convolution (the paper's block, not the
             identity). The parameters are the paper's in both cases.
+        layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
         device, dtype: of the parameters (e.g. ``device="meta"`` to build without allocating).
 
     Shape:
-        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or ``(B, T, C, H, W)``.
+        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or clips
+          ``(B, T, C, H, W)`` (``layout="BCTHW"``: ``(B, C, T, H, W)``).
         - Output: same shape as the input.
         - Maps (``return_maps=True``): ``"Mf"``, ``"Mb"`` (the selected directions), each
           ``(B, T, C // reduction, H, W)`` whatever the input layout.
@@ -92,10 +94,11 @@ class BME(_ClipBlock):
         edge: str = "zero",
         act_layer: type[nn.Module] = nn.ReLU,
         zero_init: bool = True,
+        layout: str = "BTCHW",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(channels, num_frames)
+        super().__init__(channels, num_frames, layout)
         reduced = _reduced_channels(channels, reduction)
         directions = (directions,) if isinstance(directions, str) else tuple(directions)
         if (
@@ -136,7 +139,7 @@ class BME(_ClipBlock):
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_frames={self.num_frames}, directions={self.directions}, "
-            f"mode={self.mode!r}, edge={self.edge!r}, zero_init={self.zero_init}"
+            f"mode={self.mode!r}, edge={self.edge!r}, zero_init={self.zero_init}, layout={self.layout!r}"
         )
 
     def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:

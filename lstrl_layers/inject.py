@@ -1,19 +1,29 @@
-"""Insert LSTRL blocks into a timm CNN at the stages its ``feature_info`` names, without renaming anything."""
+"""Insert LSTRL blocks into any CNN (timm, torchvision, your own) after stages or blocks, renaming nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ._checks import check_bool, check_int, check_optional_mapping, check_stages, got
-from ._clip_block import TORCHSCRIPT_UNSUPPORTED, _ClipBlock
-from ._timm import Stage, feature_dicts, resolve_stage, run_dummy_frame
+from ._clip_block import TORCHSCRIPT_UNSUPPORTED, _ClipBlock, check_layout
+from ._probe import probe_input, run_probe
+from ._stages import Stage, StageTarget, resolve_stage
+from ._timm import feature_dicts
+from ._wrappers import unwrap_for_injection
 from .block import LSTRLBlock
 
 __all__ = ["BLOCKS_ATTR", "Stage", "inject_lstrl", "set_num_frames"]
 
+DATA_PARALLEL_UNSUPPORTED = (
+    "LSTRL blocks run from forward hooks, which nn.DataParallel's replicas share with the original model, so "
+    "every GPU would run the blocks of the first one. Use DistributedDataParallel (one process per GPU, e.g. "
+    "torchrun): inject into the plain model, then wrap it"
+)
 BLOCKS_ATTR = "lstrl"  # the one attribute inject_lstrl adds to a model: a ModuleDict of the injected blocks
 
 
@@ -44,6 +54,8 @@ class _StageHook:
         self.pre = pre
 
     def __call__(self, module: nn.Module, inputs: tuple[Any, ...], *output: Any) -> Any:
+        if getattr(module, "_is_replica", False):
+            raise RuntimeError(DATA_PARALLEL_UNSUPPORTED)
         if self.pre:
             return (self.block(inputs[0]), *inputs[1:])
         return self.block(output[0])
@@ -53,23 +65,52 @@ def _stage_key(module_name: str) -> str:
     return module_name.replace(".", "_")  # ModuleDict keys cannot hold dots
 
 
-def _probe_stage_outputs(model: nn.Module, targets: Mapping[str, tuple[nn.Module, bool]]) -> dict[str, Any]:
-    """Run one dummy frame through ``model`` and return what each target stage feeds its block."""
-    captured: dict[str, Any] = {}
+def _probe_stage_outputs(
+    model: nn.Module, targets: Mapping[str, StageTarget], inputs: Tensor
+) -> dict[str, list[Any]]:
+    """Run ``inputs`` through ``model`` and return what each target stage feeds its block, once per call."""
+    captured: dict[str, list[Any]] = {name: [] for name in targets}
     handles = []
-    for name, (module, pre) in targets.items():
+    for name, target in targets.items():
 
-        def capture(_module: nn.Module, *args: Any, _name: str = name, _pre: bool = pre) -> None:
-            captured[_name] = args[0][0] if _pre else args[1]
+        def capture(_module: nn.Module, *args: Any, _name: str = name, _pre: bool = target.pre) -> None:
+            captured[_name].append(args[0][0] if _pre else args[1])
 
-        hook = module.register_forward_pre_hook(capture) if pre else module.register_forward_hook(capture)
-        handles.append(hook)
+        module = target.module
+        handles.append(
+            module.register_forward_pre_hook(capture) if target.pre else module.register_forward_hook(capture)
+        )
     try:
-        run_dummy_frame(model, "to find the output of each stage to inject")
+        purpose = "to find the output of each stage (pass example_input= or input_size= for another input)"
+        run_probe(model, inputs, purpose)
     finally:
         for hook in handles:
             hook.remove()
     return captured
+
+
+def _stage_channels(model: nn.Module, target: StageTarget, out: Any, layout: str) -> int:
+    """The channels of a stage's output, which must be one feature map in ``layout``."""
+    expected = "(N, C, H, W) feature map" if layout == "BTCHW" else "(B, C, T, H, W) clip feature map"
+    ndim = 4 if layout == "BTCHW" else 5
+    if not isinstance(out, Tensor) or out.ndim != ndim:
+        received = type(out).__name__
+        if isinstance(out, Tensor):
+            received = f"a {out.ndim}-D tensor {tuple(out.shape)}"
+        hint = ""
+        if isinstance(out, Tensor) and out.ndim == 5 and layout == "BTCHW":
+            hint = "; for a 3D CNN's (B, C, T, H, W) stages pass layout='BCTHW'"
+        raise ValueError(
+            f"stage {target.name!r} of {type(model).__name__} does not give one {expected} "
+            f"(got {received}): LSTRL blocks need a CNN stage{hint}"
+        )
+    listed = target.num_chs
+    if listed is not None and out.shape[1] != listed and out.shape[-1] == listed:
+        raise ValueError(
+            f"stage {target.name!r} of {type(model).__name__} gives a channels-last (N, H, W, C) map "
+            f"{tuple(out.shape)} (C={listed} in feature_info): LSTRL blocks need (N, C, H, W)"
+        )
+    return int(out.shape[1])
 
 
 def inject_lstrl(
@@ -81,35 +122,59 @@ def inject_lstrl(
     zero_init: bool = True,
     mae_kwargs: Mapping[str, Any] | None = None,
     bme_kwargs: Mapping[str, Any] | None = None,
+    layout: str = "BTCHW",
+    example_input: Tensor | None = None,
+    input_size: Sequence[int] | None = None,
 ) -> nn.Module:
-    """Insert an :class:`LSTRLBlock` after each of ``stages`` of a timm CNN, in place.
+    """Insert an :class:`LSTRLBlock` after each of ``stages`` of a CNN, in place.
 
-    Each block runs on the stage's output, at the place timm's ``feature_info`` points to (the tensor a
-    ``features_only`` model returns for that stage; a forward-pre hook where ``feature_info`` says
-    ``hook_type="forward_pre"``). Nothing in the model is renamed or replaced: the blocks live in one new
-    attribute, ``model.lstrl`` (keyed by the stage's module name with ``.`` as ``_``), and run from forward
-    hooks. A checkpoint of the plain model therefore loads with ``strict=False`` with only the blocks' keys
-    missing, and, with ``zero_init`` (default), the injected model computes exactly what the plain one did
-    until training moves the blocks.
+    ``model`` is any ``nn.Module``: a timm model, a torchvision model, a 3D video CNN or your own. Each block
+    runs on the output of the module a stage names:
 
-    The model then expects frames ``(B*T, C, H, W)`` with the ``T = num_frames`` frames of each clip
-    contiguous; change ``T`` later with :func:`set_num_frames`. Injecting into more stages later is allowed
-    with the same ``num_frames`` as the blocks already there (every block of a model splits the batch into
-    the same clips).
+    - an int is an index into timm's ``feature_info`` (timm's ``out_indices``; resnet50: ``2`` is ``layer2``)
+      and runs where timm takes that feature (a forward-pre hook where ``feature_info`` says
+      ``hook_type="forward_pre"``; HRNet's features after its ``incre_modules``);
+    - a str is a name ``feature_info`` lists (same as its index) or the name of any submodule: a stage
+      (``"layer3"``) or one block of it (``"layer3.1"``); :func:`blocks_of` lists the blocks of a stage for
+      per-block placement (``blocks_of(model, "layer3", every=2)``).
 
-    ``torch.compile``, ``torch.jit.trace`` and ``torch.onnx.export`` work on the injected model;
-    ``torch.jit.script`` does not (it refuses with this advice).
+    Nothing in the model is renamed or replaced: the blocks live in one new attribute, ``model.lstrl`` (keyed
+    by the module name with ``.`` as ``_``), and run from forward hooks. A checkpoint of the plain model
+    therefore loads with ``strict=False`` with only the blocks' keys missing, and, with ``zero_init``
+    (default), the injected model computes what the plain one did (MAE exactly, BME to within ``1e-6``) until
+    training moves the blocks.
+
+    Channels are found by one probe forward (eval mode, no gradients): ``example_input``, else a zero input
+    of ``input_size``, else the size the model says (timm's ``pretrained_cfg``) or its first layer implies
+    (``Conv2d``: 224x224 frames, ``Conv3d``: 8 frames of 112x112). The probe also checks that every stage
+    gives one feature map in ``layout``: ``"BTCHW"`` (default), a 2D CNN's frames ``(B*T, C, H, W)`` with
+    the ``T = num_frames`` frames of each clip contiguous (change ``T`` later with :func:`set_num_frames`), or
+    ``"BCTHW"``, a 3D CNN's clips ``(B, C, T, H, W)``, which carry their own ``T``.
+
+    Wrapped models: a ``torch.compile``'d model is injected through its original module; every model
+    compiled before (this one or a copy of its modules) compiles again on its next call, since the blocks
+    change what it computes (``torch.compiler.reset()`` runs after every injection, which clears all
+    compiled code of the process). ``DistributedDataParallel`` and ``DataParallel`` are refused: inject
+    into the plain model, then wrap it (DDP); ``DataParallel`` replicas cannot run hooked blocks.
+
+    Injecting into more stages later is allowed with the same ``num_frames`` as the blocks already there
+    (every block of a model splits the batch into the same clips). ``torch.compile``, ``torch.jit.trace`` and
+    ``torch.onnx.export`` work on the injected model; ``torch.jit.script`` does not (it refuses with this
+    advice).
 
     Args:
-        model: a timm model with ``feature_info`` (plain or ``features_only=True``).
-        stages: indices into ``feature_info`` (timm's ``out_indices``; resnet50: ``2`` is ``layer2``) or the
-            module names it lists (``"layer2"``).
-        num_frames: ``T``, frames per clip.
+        model: any ``nn.Module`` (a compiled module is injected through ``model._orig_mod``).
+        stages: ``feature_info`` indices (timm models) or module names, see above.
+        num_frames: ``T``, frames per clip of ``(B*T, C, H, W)`` stage outputs.
         mae: include the :class:`MAE` branch.
         bme: include the :class:`BME` branch.
         zero_init: identity at injection (see the blocks).
         mae_kwargs: further :class:`MAE` arguments (``reduction``, ``granularities``, ``scale``).
         bme_kwargs: further :class:`BME` arguments (``reduction``, ``directions``, ``mode``, ``edge``, ...).
+        layout: ``"BTCHW"`` (2D CNNs, frames ``(B*T, C, H, W)``) or ``"BCTHW"`` (3D CNNs, clips
+            ``(B, C, T, H, W)``).
+        example_input: an input the model takes, for the probe forward (a batch of one is enough).
+        input_size: the size of one input without the batch (``(3, 256, 128)``), for the probe forward.
 
     Returns:
         ``model``, with the blocks injected.
@@ -117,10 +182,11 @@ def inject_lstrl(
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``stages`` not a list of ints / str, or an argument
             of the wrong type (``num_frames`` not an int, a flag not a bool, kwargs not a dict).
-        ValueError: a stage that does not exist (the message lists the valid ones), a stage injected twice,
-            blocks already in the model at another ``num_frames``, a model without ``feature_info``, or a
-            stage whose output is not one ``(N, C, H, W)`` map (token sequences, lists): checked at injection
-            by running one dummy frame through the model. The model is left unchanged.
+        ValueError: a stage that does not exist (the message lists the valid names nearby), a stage injected
+            twice, blocks already in the model at another ``num_frames``, an index on a model without
+            ``feature_info``, a probe input that cannot be inferred or that the model fails on, a stage
+            whose output is not one feature map in ``layout`` (token sequences, channels-last maps, lists), or
+            a ``DataParallel`` / ``DistributedDataParallel`` model. The model is left unchanged.
 
     Example:
         >>> model = inject_lstrl(timm.create_model("resnet50"), stages=[2, 3], num_frames=8)
@@ -128,7 +194,7 @@ def inject_lstrl(
         torch.Size([16, 2048, 8, 4])
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a timm model (an nn.Module with feature_info), got {got(model)}")
+        raise TypeError(f"model must be an nn.Module (a CNN), got {got(model)}")
     stages = check_stages("stages", stages, allow_empty=False)
     check_int("num_frames", num_frames)
     for flag_name, flag in (("mae", mae), ("bme", bme), ("zero_init", zero_init)):
@@ -137,53 +203,60 @@ def inject_lstrl(
         raise ValueError("inject_lstrl needs at least one branch, got mae=False and bme=False")
     check_optional_mapping("mae_kwargs", mae_kwargs)
     check_optional_mapping("bme_kwargs", bme_kwargs)
-    dicts = feature_dicts(model)
-    injected = getattr(model, BLOCKS_ATTR, None)
+    check_layout(layout)
+    target_model = unwrap_for_injection(model)
+    dicts = feature_dicts(target_model, required=False)
+    injected = getattr(target_model, BLOCKS_ATTR, None)
     if injected is not None and not isinstance(injected, _InjectedBlocks):
-        raise ValueError(f"{type(model).__name__} already has an attribute {BLOCKS_ATTR!r} that is not ours")
-    _check_same_num_frames(model, num_frames)
-    targets: dict[str, tuple[nn.Module, bool]] = {}
+        raise ValueError(
+            f"{type(target_model).__name__} already has an attribute {BLOCKS_ATTR!r} that is not ours"
+        )
+    _check_same_num_frames(target_model, num_frames)
+    targets: dict[str, StageTarget] = {}
     for stage in stages:
-        name, module, pre = resolve_stage(model, stage, dicts)
-        if name in targets or (injected is not None and _stage_key(name) in injected):
-            raise ValueError(f"stage {stage!r} ({name!r}) is injected twice; stages={list(stages)!r}")
-        targets[name] = (module, pre)
+        target = resolve_stage(target_model, stage, dicts)
+        same_place = any((t.module, t.pre) == (target.module, target.pre) for t in targets.values())
+        if (
+            target.name in targets
+            or same_place
+            or (injected is not None and _stage_key(target.name) in injected)
+        ):
+            raise ValueError(f"stage {stage!r} ({target.name!r}) is injected twice; stages={list(stages)!r}")
+        targets[target.name] = target
 
-    outputs = _probe_stage_outputs(model, targets)
+    inputs = probe_input(target_model, example_input, input_size)
+    outputs = _probe_stage_outputs(target_model, targets, inputs)
     blocks: dict[str, LSTRLBlock] = {}
-    for name in targets:
-        out = outputs.get(name)
-        if not isinstance(out, Tensor) or out.ndim != 4:
-            received = (
-                f"a {out.ndim}-D tensor {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
-            )
+    for name, target in targets.items():
+        calls = outputs[name]
+        if len(calls) != 1:
             raise ValueError(
-                f"stage {name!r} of {type(model).__name__} does not give one (N, C, H, W) feature map "
-                f"(got {received}): LSTRL blocks need a CNN stage"
+                f"stage {name!r} of {type(target_model).__name__} ran {len(calls)} times in one forward "
+                f"(input of shape {tuple(inputs.shape)}), so its block would run {len(calls)} times"
+                + (" (a module the model reuses, such as a shared activation): " if calls else ": ")
+                + "pick a module that runs once per forward"
             )
-        listed = next(d.get("num_chs") for d in dicts if d["module"] == name)
-        if listed is not None and out.shape[1] != listed and out.shape[-1] == listed:
-            raise ValueError(
-                f"stage {name!r} of {type(model).__name__} gives a channels-last (N, H, W, C) map "
-                f"{tuple(out.shape)} (C={listed} in feature_info): LSTRL blocks need (N, C, H, W)"
-            )
+        out = calls[0]
+        channels = _stage_channels(target_model, target, out, layout)
         blocks[name] = LSTRLBlock(
-            out.shape[1], num_frames, mae=mae, bme=bme, zero_init=zero_init,
-            mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs,
-        ).to(device=out.device, dtype=out.dtype)  # fmt: skip
+            channels, num_frames, mae=mae, bme=bme, zero_init=zero_init, mae_kwargs=mae_kwargs,
+            bme_kwargs=bme_kwargs, layout=layout, device=out.device, dtype=out.dtype,
+        )  # fmt: skip
 
     if injected is None:
         injected = _InjectedBlocks()
-        setattr(model, BLOCKS_ATTR, injected)
+        setattr(target_model, BLOCKS_ATTR, injected)
     for name, block in blocks.items():
-        module, pre = targets[name]
+        target = targets[name]
         injected[_stage_key(name)] = block
-        hook = _StageHook(block, pre)
+        hook = _StageHook(block, target.pre)
         # prepend: run before any hook already there (timm's FeatureHookNet collects features with hooks)
-        if pre:
-            module.register_forward_pre_hook(hook, prepend=True)
+        if target.pre:
+            target.module.register_forward_pre_hook(hook, prepend=True)
         else:
-            module.register_forward_hook(hook, prepend=True)
+            target.module.register_forward_hook(hook, prepend=True)
+    if "torch._dynamo" in sys.modules:  # code compiled before the injection would not run the blocks
+        torch.compiler.reset()
     return model
 
 

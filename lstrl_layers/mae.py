@@ -62,9 +62,12 @@ class MAE(_ClipBlock):
             (``1.0``, the default); ``(C // reduction) ** -0.5`` gives the usual scaled dot product.
         zero_init: zero :math:`\omega_2` (weight and bias) so the block is the identity at construction, as in
             non-local blocks; gradients still reach :math:`\omega_2` through :math:`[A_1..A_4]`.
+        layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
+        device, dtype: of the parameters (e.g. ``device="meta"`` to build without allocating).
 
     Shape:
-        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or ``(B, T, C, H, W)``.
+        - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or clips
+          ``(B, T, C, H, W)`` (``layout="BCTHW"``: ``(B, C, T, H, W)``).
         - Output: same shape as the input.
         - Maps (``return_maps=True``): ``"D1"`` ``(B, T*H*W, T*H*W)``, ``"D2"`` ``(B, H*W, T*H*W)``,
           ``"D3"`` ``(B, T, T*H*W)``, ``"D4"`` ``(B, 1, T*H*W)`` (only the selected granularities). Columns
@@ -84,22 +87,36 @@ class MAE(_ClipBlock):
         granularities: Sequence[int] = (1, 2, 3, 4),
         scale: float = 1.0,
         zero_init: bool = True,
+        layout: str = "BTCHW",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(channels, num_frames)
+        super().__init__(channels, num_frames, layout)
         reduced = _reduced_channels(channels, reduction)
         self.granularities = _check_granularities(granularities)
         self.scale = check_float("scale", scale, "a positive, finite float", low=0.0, low_inclusive=False)
-        check_bool("zero_init", zero_init)
-        self.omega1 = nn.Conv2d(channels, reduced, kernel_size=1)  # ω1: C -> C/4
-        self.omega2 = nn.Conv2d(len(self.granularities) * reduced, channels, kernel_size=1)  # ω2: [A_i] -> C
-        if zero_init:
-            for param in self.omega2.parameters():  # weight and bias
+        self.zero_init = check_bool("zero_init", zero_init)
+        self.omega1 = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # ω1: C -> C/4
+        self.omega2 = nn.Conv2d(  # ω2: [A_1..A_4] -> C
+            len(self.granularities) * reduced, channels, 1, device=device, dtype=dtype
+        )
+        self._init_omega2()
+
+    def _init_omega2(self) -> None:
+        if self.zero_init:
+            for param in self.omega2.parameters():  # weight and bias: F^a = 0 at construction
                 nn.init.zeros_(param)
+
+    def reset_parameters(self) -> None:
+        """Initialize the parameters again, as at construction (e.g. after building on ``device="meta"``)."""
+        for conv in (self.omega1, self.omega2):
+            conv.reset_parameters()
+        self._init_omega2()
 
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_frames={self.num_frames}, granularities={self.granularities}, "
-            f"scale={self.scale}"
+            f"scale={self.scale}, layout={self.layout!r}"
         )
 
     def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:

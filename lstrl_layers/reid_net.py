@@ -10,7 +10,8 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from ._checks import check_bool, check_int, check_optional_mapping, check_stages, got
-from ._timm import Stage, set_last_stride_one
+from ._last_stride import set_last_stride_one
+from ._stages import Stage
 from .inject import BLOCKS_ATTR, inject_lstrl, set_num_frames
 
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
