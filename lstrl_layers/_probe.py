@@ -55,13 +55,15 @@ def probe_input(
 
 def _inferred_size(model: nn.Module) -> tuple[int, ...]:
     cfg = getattr(model, "pretrained_cfg", None) or {}
+    first = next((m for m in model.modules() if next(m.parameters(recurse=False), None) is not None), None)
     if "input_size" in cfg:  # timm
         size = tuple(cfg["input_size"])
         patch_embed_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
         if patch_embed_size is not None:  # models built for another size (img_size=...) accept only that one
             size = (size[0], *patch_embed_size)
+        if isinstance(first, nn.Conv2d):  # built with in_chans=..., which the config does not follow
+            size = (first.in_channels, *size[1:])
         return size
-    first = next((m for m in model.modules() if next(m.parameters(recurse=False), None) is not None), None)
     if isinstance(first, nn.Conv2d):
         return (first.in_channels, *_FRAME_SIZE)
     if isinstance(first, nn.Conv3d):
@@ -69,8 +71,8 @@ def _inferred_size(model: nn.Module) -> tuple[int, ...]:
     raise ValueError(
         f"cannot tell what input {type(model).__name__} takes (its first layer is "
         f"{type(first).__name__ if first is not None else 'none'}, not a Conv2d or Conv3d): pass "
-        f"example_input= (a batch the model takes, e.g. torch.zeros(1, 3, 256, 128)) or input_size= "
-        f"(one input without the batch, e.g. (3, 256, 128))"
+        f"input_size= (one input without the batch, e.g. (3, 256, 128)) or, to inject_lstrl, example_input= "
+        f"(a batch the model takes, e.g. torch.zeros(1, 3, 256, 128))"
     )
 
 

@@ -1,4 +1,4 @@
-"""The paper's whole video ReID model (Fig. 2): timm backbone + LSTRL blocks, GAP, TAP, BNNeck, classifier."""
+"""The paper's whole video ReID model (Fig. 2): a CNN with LSTRL blocks, GAP, TAP, BNNeck, classifier."""
 
 from __future__ import annotations
 
@@ -11,40 +11,67 @@ from torch import Tensor, nn
 
 from ._checks import check_bool, check_int, check_optional_mapping, check_stages, got
 from ._last_stride import set_last_stride_one
+from ._probe import probe_input, run_probe
 from ._stages import Stage
+from ._wrappers import unwrap_for_injection
 from .inject import BLOCKS_ATTR, inject_lstrl, set_num_frames
 
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
 
 
-class VideoReIDNet(nn.Module):
-    r"""LSTRL's video ReID framework (paper Fig. 2): a timm CNN with LSTRL blocks, GAP, TAP and a BNNeck.
+def _timm_backbone(name: str, pretrained: bool, timm_kwargs: Mapping[str, Any]) -> nn.Module:
+    """``timm.create_model(name, num_classes=0)``: the model's own GAP, no classifier."""
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
+    except RuntimeError as err:
+        if not str(err).startswith("Unknown model"):
+            raise
+        raise ValueError(
+            f"backbone must be a timm model, got {name!r}, which timm does not know "
+            f"(timm.list_models('resnet*') lists the ResNets, for example)"
+        ) from err
 
-    A video ``(B, T, 3, H, W)`` runs through the backbone as ``B*T`` frames (LSTRL blocks after ``stages``),
-    each frame is pooled by the backbone's global average pooling (GAP), the ``T`` frame features of a clip
-    are averaged (TAP), and a BNNeck (``BatchNorm1d`` with a frozen zero bias, then a bias-free linear
+
+class VideoReIDNet(nn.Module):
+    r"""LSTRL's video ReID framework (paper Fig. 2): a CNN with LSTRL blocks, GAP, TAP and a BNNeck.
+
+    A video ``(B, T, 3, H, W)`` runs through the backbone as ``B*T`` frames (LSTRL blocks after
+    ``stages``), each frame is pooled by global average pooling (GAP), the ``T`` frame features of a clip are
+    averaged (TAP), and a BNNeck (``BatchNorm1d`` with a frozen zero bias, then a bias-free linear
     classifier, as in Luo et al.'s "Bag of Tricks") gives the identity logits.
 
+    The backbone is a timm model name (built with ``num_classes=0``: the model's own GAP, no classifier)
+    or a ready ``nn.Module`` whose output per frame is the feature: a vector ``(N, D)`` or a map
+    ``(N, D, h, w)``, which is average-pooled (GAP). Remove a module's classifier first, e.g.
+    ``resnet.fc = nn.Identity()`` for a torchvision ResNet; ``stages`` then name its modules
+    (``("layer2", "layer3")``).
+
     Args:
-        model_name: a timm CNN (``"resnet50"`` in the paper).
+        backbone: a timm CNN's name (``"resnet50"`` in the paper) or a ready ``nn.Module`` (see above).
         num_classes: training identities (classifier outputs).
-        stages: ``feature_info`` indices or names that get an LSTRL block (paper: ``(2, 3)``, ResNet-50's
-            layer2 and layer3). Empty, or ``mae=False`` and ``bme=False``, gives the baseline without blocks.
+        stages: ``feature_info`` indices or names (timm), or module names (any backbone), that get an LSTRL
+            block (paper: ``(2, 3)``, ResNet-50's ``layer2`` and ``layer3``). Empty, or ``mae=False`` and
+            ``bme=False``, gives the baseline without blocks.
         num_frames: initial ``T`` of the blocks; every call sets it from the input, so any ``T`` works.
         mae: include the MAE branch.
         bme: include the BME branch.
-        pretrained: load timm's pretrained backbone weights.
+        pretrained: load timm's pretrained backbone weights (timm names only).
         last_stride: ``1`` (ReID convention: the last stage keeps stride 1, 16x8 maps at 256x128) or ``2``.
+            On a module backbone the last stride-2 layers are found by one probe forward.
         zero_init: blocks start as the identity.
         mae_kwargs: further :class:`MAE` arguments.
         bme_kwargs: further :class:`BME` arguments.
+        input_size: one frame's size ``(C, H, W)`` for the probe forwards that find the stages' channels, the
+            last stride-2 layers and the feature size; default: what the model says (timm) or its first
+            convolution implies (224x224).
         **timm_kwargs: passed to :func:`timm.create_model` (e.g. ``pretrained_cfg_overlay=dict(file=...)``).
 
     ``config`` holds these arguments; :func:`lstrl_layers.reid.save_model` stores them with the weights and
-    :func:`lstrl_layers.reid.load_model` rebuilds the model from that file.
+    :func:`lstrl_layers.reid.load_model` rebuilds the model from that file (timm backbones, which are rebuilt
+    by name).
 
     Shape:
-        - Input: ``(B, T, 3, H, W)``, floats (``B >= 2`` in train mode, for the BNNeck's batch statistics).
+        - Input: ``(B, T, C, H, W)``, floats (``B >= 2`` in train mode, for the BNNeck's batch statistics).
         - Output, train mode: ``(logits, feature)``, ``(B, num_classes)`` and the clip feature before the
           BNNeck ``(B, feature_dim)`` (for a triplet loss).
         - Output, eval mode: the BNNeck clip embedding ``(B, feature_dim)``.
@@ -52,7 +79,7 @@ class VideoReIDNet(nn.Module):
 
     def __init__(
         self,
-        model_name: str,
+        backbone: str | nn.Module,
         num_classes: int,
         stages: Sequence[Stage] = (2, 3),
         num_frames: int = 8,
@@ -63,12 +90,14 @@ class VideoReIDNet(nn.Module):
         zero_init: bool = True,
         mae_kwargs: Mapping[str, Any] | None = None,
         bme_kwargs: Mapping[str, Any] | None = None,
+        input_size: Sequence[int] | None = None,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        if not isinstance(model_name, str):
+        if not isinstance(backbone, (str, nn.Module)):
             raise TypeError(
-                f"model_name must be the name of a timm model, e.g. 'resnet50', got {got(model_name)}"
+                f"backbone must be the name of a timm model, e.g. 'resnet50', or an nn.Module, "
+                f"got {got(backbone)}"
             )
         check_int("num_classes", num_classes)
         stages = check_stages("stages", stages, allow_empty=True)
@@ -87,34 +116,50 @@ class VideoReIDNet(nn.Module):
         check_optional_mapping("mae_kwargs", mae_kwargs)
         check_optional_mapping("bme_kwargs", bme_kwargs)
         self.config: dict[str, Any] = dict(  # the arguments that rebuild this model (see reid.load_model)
-            model_name=model_name, num_classes=num_classes, stages=stages, num_frames=num_frames,
+            backbone=backbone, num_classes=num_classes, stages=stages, num_frames=num_frames,
             mae=mae, bme=bme, pretrained=pretrained, last_stride=last_stride, zero_init=zero_init,
-            mae_kwargs=dict(mae_kwargs or {}), bme_kwargs=dict(bme_kwargs or {}), **timm_kwargs,
+            mae_kwargs=dict(mae_kwargs or {}), bme_kwargs=dict(bme_kwargs or {}),
+            input_size=None if input_size is None else tuple(input_size), **timm_kwargs,
         )  # fmt: skip
-        try:
-            self.backbone = timm.create_model(model_name, pretrained=pretrained, num_classes=0, **timm_kwargs)
-        except RuntimeError as err:
-            if not str(err).startswith("Unknown model"):
-                raise
-            raise ValueError(
-                f"model_name must be a timm model, got {model_name!r}, which timm does not know "
-                f"(timm.list_models('resnet*') lists the ResNets, for example)"
-            ) from err
-        self._in_chans = int(timm_kwargs.get("in_chans", 3))
+        if isinstance(backbone, str):
+            self.backbone = _timm_backbone(backbone, pretrained, timm_kwargs)
+        else:
+            if pretrained or timm_kwargs:
+                given = {"pretrained": pretrained, **timm_kwargs} if pretrained else timm_kwargs
+                raise ValueError(
+                    f"pretrained and timm keyword arguments apply to a timm model name; a backbone module "
+                    f"comes with its own weights, got {given!r}"
+                )
+            self.backbone = unwrap_for_injection(backbone)
+        example = probe_input(self.backbone, input_size=input_size)
         if last_stride == 1:
-            set_last_stride_one(self.backbone)
+            set_last_stride_one(self.backbone, example)
         if stages and (mae or bme):
             inject_lstrl(
                 self.backbone, stages, num_frames=num_frames, mae=mae, bme=bme, zero_init=zero_init,
-                mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs,
+                mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs, example_input=example,
             )  # fmt: skip
-        # frame feature size after the backbone's own pooling (and head, e.g. MobileNetV3's conv_head)
-        dim: Any = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
-        self.feature_dim = int(dim)
+        self._in_chans = int(example.shape[1])
+        self.feature_dim = self._frame_feature_dim(example)
         self.bottleneck = nn.BatchNorm1d(self.feature_dim)  # BNNeck
         self.bottleneck.bias.requires_grad_(False)
         self.classifier = nn.Linear(self.feature_dim, num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def _frame_feature_dim(self, example: Tensor) -> int:
+        """``D`` of the backbone's frame features, from a timm model's attributes or one probe forward."""
+        if isinstance(self.config["backbone"], str):
+            # after the backbone's own pooling (and head, e.g. MobileNetV3's conv_head)
+            dim: Any = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+            return int(dim)
+        out = run_probe(self.backbone, example, "to find the size of its frame features")
+        if not isinstance(out, Tensor) or out.ndim not in (2, 4):
+            received = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"backbone {type(self.backbone).__name__} must give one feature vector (N, D) or feature map "
+                f"(N, D, h, w) per frame, got {received} for an input of shape {tuple(example.shape)}"
+            )
+        return int(out.shape[1])
 
     def forward(self, video: Tensor) -> ReIDOutput:
         num_frames = self._check_video(video)
@@ -122,7 +167,9 @@ class VideoReIDNet(nn.Module):
         if blocks is not None:
             set_num_frames(blocks, num_frames)  # only the injected blocks, not a scan of the whole backbone
         frames = rearrange(video, "b t c h w -> (b t) c h w")
-        frame_features = self.backbone(frames)  # GAP inside the backbone
+        frame_features = self.backbone(frames)
+        if frame_features.ndim == 4:  # a module backbone's feature maps
+            frame_features = reduce(frame_features, "n d h w -> n d", "mean")  # GAP
         feature = reduce(frame_features, "(b t) d -> b d", "mean", t=num_frames)  # TAP
         embedding = self.bottleneck(feature)
         if not self.training:

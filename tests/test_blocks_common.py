@@ -48,6 +48,67 @@ def test_5d_and_4d_layouts_agree(
     torch.testing.assert_close(rearrange(out5, "b t c h w -> (b t) c h w"), out4)
 
 
+@pytest.mark.parametrize("return_maps", [False, True])
+def test_bcthw_layout_agrees_with_the_other_layouts(
+    factory: Factory, return_maps: bool, device: torch.device
+) -> None:
+    """A 3D CNN's (B, C, T, H, W) clips give what the same clips give as frames and as (B, T, C, H, W)."""
+    torch.manual_seed(0)
+    block = _randomize(factory(num_frames=3)).to(device)
+    video = factory(num_frames=3, layout="BCTHW").to(device)
+    video.load_state_dict(block.state_dict())
+    clips = torch.randn(2, CHANNELS, 3, 4, 2, device=device)  # (B, C, T, H, W)
+    frames = rearrange(clips, "b c t h w -> (b t) c h w")
+
+    def run(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return module(x, return_maps=True) if return_maps else (module(x), {})
+
+    out, maps = run(video, clips)
+    assert out.shape == clips.shape
+    expected, expected_maps = run(block, frames)
+    torch.testing.assert_close(rearrange(out, "b c t h w -> (b t) c h w"), expected)
+    by_clips, _ = run(block, rearrange(clips, "b c t h w -> b t c h w"))
+    torch.testing.assert_close(out, rearrange(by_clips, "b t c h w -> b c t h w"))
+    assert maps.keys() == expected_maps.keys()
+    for name in maps:
+        torch.testing.assert_close(maps[name], expected_maps[name])
+
+
+def test_bcthw_bad_input_names_the_layout(factory: Factory) -> None:
+    block = factory(num_frames=2, layout="BCTHW")
+    with pytest.raises(ValueError, match=r"got 3 channels in shape \(2, 3, 16, 4, 4\)") as info:
+        block(torch.randn(2, 3, CHANNELS, 4, 4))  # (B, T, C, H, W) given to a (B, C, T, H, W) block
+    assert "(B, C=16, T, H, W) (layout='BCTHW')" in str(info.value)
+    with pytest.raises(ValueError, match=r"got T = 0 frames in shape \(2, 16, 0, 4, 4\)"):
+        block(torch.randn(2, CHANNELS, 0, 4, 4))
+
+
+@pytest.mark.parametrize("layout, error", [("bcthw", ValueError), ("NCTHW", ValueError), (5, TypeError)])
+def test_bad_layout(factory: Factory, layout: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=r"layout must be one of \('BTCHW', 'BCTHW'\), got"):
+        factory(num_frames=2, layout=layout)
+
+
+def test_meta_device_build_then_reset_parameters_is_the_identity(factory: Factory) -> None:
+    block = factory(num_frames=2, device="meta")
+    assert all(p.is_meta for p in block.parameters())
+    block = block.to_empty(device="cpu")
+    block.reset_parameters()
+    x = torch.randn(4, CHANNELS, 3, 2)
+    torch.testing.assert_close(block(x), x, rtol=0, atol=2e-6)
+    assert all(torch.isfinite(p).all() for p in block.parameters())  # no uninitialized memory left
+    assert all(
+        p.abs().sum() > 0 for n, p in block.named_parameters() if n.endswith(("omega1.weight", "phi.weight"))
+    )
+
+
+def test_dtype_argument_builds_the_parameters_in_it(factory: Factory) -> None:
+    block = factory(num_frames=2, dtype=torch.float64)
+    assert {p.dtype for p in block.parameters()} == {torch.float64}
+    x = torch.randn(4, CHANNELS, 3, 2, dtype=torch.float64)
+    assert block(x).dtype == torch.float64
+
+
 def test_5d_input_takes_num_frames_from_the_tensor(factory: Factory, device: torch.device) -> None:
     block = _randomize(factory(num_frames=2)).to(device)
     clips = torch.randn(2, 5, CHANNELS, 3, 2, device=device)

@@ -200,3 +200,25 @@ def test_single_process_world_needs_no_process_group() -> None:
     world = init_world("cpu")
     assert world == World(0, 1, "cpu") and world.is_main and not world.distributed
     close_world(world)
+
+
+def test_model_files_of_version_0_1_load_and_backbone_modules_are_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = VideoReIDNet("resnet18", 4, stages=(2,), num_frames=2, **TINY).eval()
+    old_arguments = {("model_name" if k == "backbone" else k): v for k, v in model.config.items()}
+    del old_arguments["input_size"]  # 0.1 had neither "backbone" nor "input_size"
+    old = {
+        "format": "lstrl_layers.video_reid_net/1",
+        "arguments": old_arguments,
+        "state_dict": model.state_dict(),
+    }
+    torch.save(old, tmp_path / "old.pt")
+    video = torch.randn(2, 2, 3, 32, 16)
+    torch.testing.assert_close(load_model(tmp_path / "old.pt").eval()(video), model(video))
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU())
+    own = VideoReIDNet(backbone, 4, stages=("0",), num_frames=2)
+    with pytest.raises(
+        ValueError, match=r"save_model stores a timm backbone by name .* \(Sequential\); save"
+    ):
+        save_model(tmp_path / "own.pt", own)
+    assert not (tmp_path / "own.pt").exists()

@@ -144,13 +144,17 @@ def test_bad_arguments(kwargs: dict, error: type[Exception], message: str) -> No
         VideoReIDNet("resnet18", **kwargs)
 
 
-def test_bad_model_name() -> None:
+def test_bad_backbone() -> None:
     with pytest.raises(
-        ValueError, match=r"model_name must be a timm model, got 'resnet_9000', which timm does"
+        ValueError, match=r"backbone must be a timm model, got 'resnet_9000', which timm does"
     ):
         VideoReIDNet("resnet_9000", num_classes=3)
-    with pytest.raises(TypeError, match=r"model_name must be the name of a timm model, e.g. 'resnet50', got"):
-        VideoReIDNet(torch.nn.Identity(), num_classes=3)  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"backbone must be the name of a timm model, .* or an nn.Module, got 3"
+    ):
+        VideoReIDNet(3, num_classes=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"cannot tell what input Identity takes .* pass input_size="):
+        VideoReIDNet(torch.nn.Identity(), num_classes=3, stages=())
 
 
 @pytest.mark.parametrize(
@@ -186,3 +190,82 @@ def test_one_clip_in_train_mode_is_refused_and_works_in_eval() -> None:
     net.train().bottleneck.eval()  # a frozen BNNeck uses its running statistics: one clip is fine
     logits, feature = net(_video(1, 2))
     assert logits.shape == (1, 7) and feature.shape == (1, 512)
+
+
+# ---- a ready backbone module (torchvision, your own)
+
+
+def _torchvision_resnet(depth: int = 50) -> torch.nn.Module:
+    import torchvision
+
+    torch.manual_seed(0)
+    resnet = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}[depth]()
+    resnet.fc = torch.nn.Identity()  # the frame feature, not ImageNet logits
+    return resnet
+
+
+def test_torchvision_resnet50_backbone_is_the_papers_model() -> None:
+    """Same blocks, last stride, GAP, TAP and BNNeck as the timm model, on torchvision's ResNet-50."""
+    net = VideoReIDNet(_torchvision_resnet(), num_classes=625, stages=("layer2", "layer3"), num_frames=2)
+    timm_net = VideoReIDNet("resnet50", num_classes=625, stages=(2, 3), num_frames=2)
+    assert _count(net) == _count(timm_net) == 29_056_960  # Table 3's +MAE+BME
+    assert net.feature_dim == 2048 and {k: b.channels for k, b in net.backbone.lstrl.items()} == {
+        "layer2": 512,
+        "layer3": 1024,
+    }
+    assert net.backbone.layer4[0].conv2.stride == net.backbone.layer4[0].downsample[0].stride == (1, 1)
+    maps = {}
+    net.backbone.layer4.register_forward_hook(lambda m, args, out: maps.update(out=out))
+    net.eval()
+    video = _video(2, 2, size=(256, 128))
+    with torch.no_grad():
+        embedding = net(video)
+    assert maps["out"].shape[-2:] == (16, 8)  # last stride 1: 16x8 at 256x128, as the paper's ResNet-50
+    clip_features = maps["out"].mean(dim=(2, 3)).unflatten(0, (2, 2)).mean(dim=1)  # GAP, then TAP
+    torch.testing.assert_close(embedding, net.bottleneck(clip_features), atol=1e-5, rtol=1e-5)
+
+
+def test_backbone_module_trains_end_to_end(device: torch.device) -> None:
+    net = VideoReIDNet(_torchvision_resnet(18), num_classes=5, stages=("layer3.1",), num_frames=3).to(device)
+    logits, feature = net.train()(_video(2, 3).to(device))
+    assert logits.shape == (2, 5) and feature.shape == (2, 512)
+    logits.logsumexp(1).mean().backward()
+    assert all(p.grad is not None for p in net.backbone.lstrl.parameters())
+
+
+class _MapBackbone(torch.nn.Module):
+    """Gives a feature map per frame: VideoReIDNet pools it (GAP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.stage = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage(self.stem(x))
+
+
+def test_a_backbone_giving_feature_maps_is_pooled_and_its_last_stride_removed() -> None:
+    backbone = _MapBackbone()
+    net = VideoReIDNet(backbone, num_classes=3, stages=("stem",), num_frames=2, input_size=(3, 32, 16)).eval()
+    assert backbone.stage[0].stride == (1, 1) and backbone.stem.stride == (2, 2)  # only the last one
+    video = _video(2, 2, size=(32, 16))
+    with torch.no_grad():
+        maps = backbone(video.flatten(0, 1))
+        assert maps.shape == (4, 16, 16, 8)
+        expected = net.bottleneck(maps.mean(dim=(2, 3)).unflatten(0, (2, 2)).mean(dim=1))
+        torch.testing.assert_close(net(video), expected)
+
+
+def test_backbone_module_refusals() -> None:
+    with pytest.raises(ValueError, match=r"pretrained and timm keyword arguments apply to a timm model name"):
+        VideoReIDNet(_torchvision_resnet(18), num_classes=3, stages=(), pretrained=True)
+    with pytest.raises(ValueError, match=r"integer stages index timm's feature_info, which ResNet does not"):
+        VideoReIDNet(_torchvision_resnet(18), num_classes=3, stages=(2, 3))
+    tokens = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 4, stride=4), torch.nn.Flatten(2))  # (N, C, L)
+    with pytest.raises(
+        ValueError, match=r"must give one feature vector \(N, D\) or feature map .* got shape"
+    ):
+        VideoReIDNet(tokens, num_classes=3, stages=(), last_stride=2, input_size=(3, 16, 8))
+    with pytest.raises(ValueError, match=r"last_stride=1: found no stride-2 layer in the model"):
+        VideoReIDNet(torch.nn.Conv2d(3, 4, 1), num_classes=3, stages=(), input_size=(3, 16, 8))

@@ -113,6 +113,12 @@ def save_model(path: str | Path, model: VideoReIDNet) -> None:
     """Write ``model``'s weights with the arguments that rebuild it (:func:`load_model`)."""
     if not isinstance(model, VideoReIDNet):
         raise TypeError(f"save_model expects a VideoReIDNet, got {type(model).__name__}")
+    if not isinstance(model.config["backbone"], str):
+        raise ValueError(
+            f"save_model stores a timm backbone by name, and this VideoReIDNet has a backbone module "
+            f"({type(model.backbone).__name__}); save model.state_dict() with torch.save, and load it into "
+            f"the same VideoReIDNet built again"
+        )
     state = {"format": MODEL_FORMAT, "arguments": model.config, "state_dict": model.state_dict()}
     _save_atomically(state, path)
 
@@ -123,6 +129,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Vi
     The backbone is built with ``pretrained=False`` (the file holds all the weights), so no download.
     """
     state = _load(path, MODEL_FORMAT, map_location)
-    model = VideoReIDNet(**{**state["arguments"], "pretrained": False})
+    arguments = dict(state["arguments"])
+    if "model_name" in arguments:  # files written by lstrl_layers 0.1
+        arguments["backbone"] = arguments.pop("model_name")
+    model = VideoReIDNet(**{**arguments, "pretrained": False})
     model.load_state_dict(state["state_dict"])
     return model.to(map_location)

@@ -127,7 +127,7 @@ class TrainSettings:
     def model_arguments(self, num_classes: int) -> dict[str, Any]:
         """The :class:`~lstrl_layers.VideoReIDNet` arguments of this run."""
         return dict(
-            model_name=self.model,
+            backbone=self.model,
             num_classes=num_classes,
             stages=tuple(self.stages),
             num_frames=self.num_frames,
