@@ -279,3 +279,18 @@ def test_attention_only_refuses_a_wrong_flag_at_once(capsys: Any, argv: list[str
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage:") and flag in err.splitlines()[-1]
+
+
+def test_placements_counts_the_papers_model_and_every_placement(capsys: pytest.CaptureFixture) -> None:
+    placements = _load("placements")
+    rows = {row["placement"]: row for row in placements.main(["-T", "2", "--size", "64", "32"])}
+    assert rows["Baseline (no block)"]["params"] == 24_792_128  # Table 3: 24.79 M
+    assert rows["layer2, layer3 (paper)"]["params"] == 29_056_960  # Table 3: 29.06 M
+    assert rows["every other block of layer3"]["stages"] == ["layer3.0", "layer3.2", "layer3.4"]
+    assert rows["every block of layer3"]["blocks"] == 6 and rows["layer1 to layer4"]["blocks"] == 4
+    baseline = rows["Baseline (no block)"]
+    for row in rows.values():  # blocks only add: parameters, and MACs in both conventions
+        assert row["macs_full"] >= row["macs_paper"] >= baseline["macs_paper"]
+        assert (row["params"] > baseline["params"]) == bool(row["blocks"])
+    printed = capsys.readouterr().out
+    assert "torchvision:resnet50, 64x32, T=2" in printed and "every other block of layer2, layer3" in printed
