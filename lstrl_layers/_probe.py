@@ -79,18 +79,19 @@ def _inferred_size(model: nn.Module) -> tuple[int, ...]:
 def run_probe(model: nn.Module, inputs: Tensor, purpose: str) -> Any:
     """``model(inputs)`` in eval mode, without gradients, and return the output.
 
-    LSTRL blocks already in the model see each frame as a clip of its own (``num_frames = 1``); the model's
-    train / eval mode and the blocks' ``num_frames`` are restored afterwards.
+    LSTRL blocks already in the model are skipped: they keep the shape of what they are given, and a probe
+    only needs shapes (a block attending over a large early map at the probe's size could need gigabytes).
+    The model's train / eval mode is restored afterwards.
 
     Raises:
         ValueError: the model fails on it; the message says what the run was for (``purpose``).
     """
     was_training = model.training
-    blocks = {m: m.num_frames for m in model.modules() if isinstance(m, _ClipBlock)}  # injected earlier
+    blocks = [m for m in model.modules() if isinstance(m, _ClipBlock)]  # injected earlier
     try:
         model.eval()  # no BatchNorm statistics updates from the probe
         for block in blocks:
-            block.num_frames = 1  # one frame is one clip
+            block.forward = _skip  # type: ignore[method-assign]  # an instance attribute, removed below
         with torch.no_grad():
             return model(inputs)
     except Exception as err:
@@ -100,5 +101,9 @@ def run_probe(model: nn.Module, inputs: Tensor, purpose: str) -> Any:
         ) from err
     finally:
         model.train(was_training)
-        for block, num_frames in blocks.items():
-            block.num_frames = num_frames
+        for block in blocks:
+            del block.forward
+
+
+def _skip(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    return x

@@ -216,9 +216,9 @@ def test_model_files_of_version_0_1_load_and_backbone_modules_are_refused(tmp_pa
     video = torch.randn(2, 2, 3, 32, 16)
     torch.testing.assert_close(load_model(tmp_path / "old.pt").eval()(video), model(video))
     backbone = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU())
-    own = VideoReIDNet(backbone, 4, stages=("0",), num_frames=2)
+    own = VideoReIDNet(backbone, 4, stages=("0",), num_frames=2, input_size=(3, 32, 16))
     with pytest.raises(
-        ValueError, match=r"save_model stores a timm backbone by name .* \(Sequential\); save"
+        ValueError, match=r"save_model stores a timm backbone by name, .* \(Sequential\); save"
     ):
         save_model(tmp_path / "own.pt", own)
     assert not (tmp_path / "own.pt").exists()
