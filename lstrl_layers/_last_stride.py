@@ -6,7 +6,7 @@ model, by one probe forward (the stride-2 layers that give the network's last, s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from torch import Tensor, nn
 
@@ -17,7 +17,7 @@ from ._timm import feature_dicts
 _STRIDE_TWO = (2, (2, 2))
 
 
-def set_last_stride_one(model: nn.Module, example_input: Tensor | None = None) -> None:
+def set_last_stride_one(model: nn.Module, example_input: Tensor | None = None) -> Callable[[], None]:
     """Make the last stage of ``model`` keep its input resolution, in place.
 
     Stride-2 convolutions and pooling whose padding keeps the size at stride 1 get stride 1 (no dilation, as
@@ -31,14 +31,17 @@ def set_last_stride_one(model: nn.Module, example_input: Tensor | None = None) -
     layers whose output has the size of the last stride-2 layer that runs: ResNet's ``layer4.0.conv2`` and
     ``layer4.0.downsample.0``.
 
+    Returns:
+        A function that undoes the change (for a caller that fails later and leaves the model as it was).
+
     Raises:
         ValueError: a stride-2 layer it cannot change, none found, or a model that fails once changed; the
-            model is unchanged unless the failure comes from the final check run.
+            model is left unchanged.
     """
     dicts = feature_dicts(model, required=False)
     if dicts is not None:
         if len(dicts) < 2 or dicts[-1].get("reduction") == dicts[-2].get("reduction"):
-            return  # the last stage does not downsample
+            return lambda: None  # the last stage does not downsample
         names = _between_last_feature_points(model, dicts)
         where = f"up to the last stage {dicts[-1]['module']!r}"
     else:
@@ -48,19 +51,33 @@ def set_last_stride_one(model: nn.Module, example_input: Tensor | None = None) -
     changes = [(name, _change(name, named[name])) for name in names]
     if not changes:
         raise ValueError(f"last_stride=1: found no stride-2 layer {where}; use last_stride=2")
+    done: list[tuple[str, nn.Module, Any]] = []  # (name, module, its stride) in the order changed
     for name, change in changes:
         module = named[name]
+        done.append((name, module, module.stride))
         if change == "identity":
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, nn.Identity())
         else:
             module.stride = (1, 1) if isinstance(module, nn.Conv2d) else 1
+
+    def undo_all() -> None:
+        for name, module, stride in reversed(done):
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, module)  # back in place of an Identity
+            module.stride = stride
+
     changed = [name for name, _ in changes]
-    run_probe(
-        model,
-        probe_input(model, example_input),
-        f"after last_stride=1 removed the stride of {changed} (use last_stride=2)",
-    )
+    try:
+        run_probe(
+            model,
+            probe_input(model, example_input),
+            f"after last_stride=1 removed the stride of {changed} (use last_stride=2)",
+        )
+    except ValueError:
+        undo_all()
+        raise
+    return undo_all
 
 
 def _between_last_feature_points(model: nn.Module, dicts: list[dict[str, Any]]) -> list[str]:

@@ -104,13 +104,35 @@ def _stage_channels(model: nn.Module, target: StageTarget, out: Any, layout: str
             f"stage {target.name!r} of {type(model).__name__} does not give one {expected} "
             f"(got {received}): LSTRL blocks need a CNN stage{hint}"
         )
-    listed = target.num_chs
-    if listed is not None and out.shape[1] != listed and out.shape[-1] == listed:
+    if target.num_chs is not None:
+        widths, source = {target.num_chs}, "in feature_info"
+    else:
+        widths, source = _token_widths(target.module), "the width of its last Linear / LayerNorm layers"
+    if out.shape[1] not in widths and out.shape[-1] in widths:
+        listed = out.shape[-1]
+        where = "(N, H, W, C)" if layout == "BTCHW" else "(B, T, H, W, C)"
         raise ValueError(
-            f"stage {target.name!r} of {type(model).__name__} gives a channels-last (N, H, W, C) map "
-            f"{tuple(out.shape)} (C={listed} in feature_info): LSTRL blocks need (N, C, H, W)"
+            f"stage {target.name!r} of {type(model).__name__} gives a channels-last {where} map "
+            f"{tuple(out.shape)} (C={listed}, {source}): LSTRL blocks need channels first, {expected}"
         )
     return int(out.shape[1])
+
+
+def _token_widths(module: nn.Module) -> set[int]:
+    """Widths of the ``Linear`` / ``LayerNorm`` layers a module ends with (transformer-style stages).
+
+    Such layers work on the last dimension, so a channels-last output's last size is among them; the search
+    stops at the last convolution or batch norm (a CNN stage, whose channels are its output's dim 1).
+    """
+    widths: set[int] = set()
+    for layer in reversed(list(module.modules())):
+        if isinstance(layer, nn.Linear):
+            widths.add(layer.out_features)
+        elif isinstance(layer, nn.LayerNorm):
+            widths.add(int(layer.normalized_shape[-1]))
+        elif isinstance(layer, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm)):
+            break
+    return widths
 
 
 def inject_lstrl(

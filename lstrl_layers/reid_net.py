@@ -132,15 +132,20 @@ class VideoReIDNet(nn.Module):
                 )
             self.backbone = unwrap_for_injection(backbone)
         example = probe_input(self.backbone, input_size=input_size)
-        if last_stride == 1:
-            set_last_stride_one(self.backbone, example)
-        if stages and (mae or bme):
-            inject_lstrl(
-                self.backbone, stages, num_frames=num_frames, mae=mae, bme=bme, zero_init=zero_init,
-                mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs, example_input=example,
-            )  # fmt: skip
         self._in_chans = int(example.shape[1])
-        self.feature_dim = self._frame_feature_dim(example)
+        self.feature_dim = self._frame_feature_dim(example)  # before any change: blocks keep shapes
+        # a backbone module is the caller's: if anything below is refused, it is left as it came
+        undo_last_stride = set_last_stride_one(self.backbone, example) if last_stride == 1 else None
+        if stages and (mae or bme):
+            try:
+                inject_lstrl(
+                    self.backbone, stages, num_frames=num_frames, mae=mae, bme=bme, zero_init=zero_init,
+                    mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs, example_input=example,
+                )  # fmt: skip
+            except (TypeError, ValueError):
+                if undo_last_stride is not None:
+                    undo_last_stride()
+                raise
         self.bottleneck = nn.BatchNorm1d(self.feature_dim)  # BNNeck
         self.bottleneck.bias.requires_grad_(False)
         self.classifier = nn.Linear(self.feature_dim, num_classes, bias=False)

@@ -258,6 +258,34 @@ def test_probe_input_that_cannot_be_inferred_says_what_to_pass() -> None:
         inject_lstrl(other, ["1"], num_frames=NUM_FRAMES, input_size="big")  # type: ignore[arg-type]
 
 
+def test_channels_last_stages_without_feature_info_are_refused() -> None:
+    swin = torchvision.models.swin_t().eval()  # its stages give (N, H, W, C)
+    keys = set(swin.state_dict())
+    with pytest.raises(
+        ValueError, match=r"'features.3' of SwinTransformer gives a channels-last \(N, H, W, C\) map"
+    ):
+        inject_lstrl(swin, ["features.3"], num_frames=NUM_FRAMES, input_size=(3, 64, 32))
+    _assert_unchanged(swin, keys)
+
+
+class _ChannelsLastVideo(nn.Module):
+    """A video transformer-style stage: (B, C, T, H, W) in, (B, T, H, W, C) out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv3d(3, 12, kernel_size=(1, 4, 4), stride=(1, 4, 4))
+        self.norm = nn.LayerNorm(12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.embed(x).permute(0, 2, 3, 4, 1))
+
+
+def test_channels_last_video_stages_are_refused() -> None:
+    model = nn.Sequential(_ChannelsLastVideo())
+    with pytest.raises(ValueError, match=r"channels-last \(B, T, H, W, C\) map \(1, 4, 4, 2, 12\) \(C=12, "):
+        inject_lstrl(model, ["0"], layout="BCTHW", input_size=(3, 4, 16, 8))
+
+
 # ---- wrappers
 
 

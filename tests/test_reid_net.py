@@ -269,3 +269,23 @@ def test_backbone_module_refusals() -> None:
         VideoReIDNet(tokens, num_classes=3, stages=(), last_stride=2, input_size=(3, 16, 8))
     with pytest.raises(ValueError, match=r"last_stride=1: found no stride-2 layer in the model"):
         VideoReIDNet(torch.nn.Conv2d(3, 4, 1), num_classes=3, stages=(), input_size=(3, 16, 8))
+
+
+def test_a_refused_backbone_module_is_left_as_it_came() -> None:
+    backbone = _torchvision_resnet(18)
+    with pytest.raises(ValueError, match=r"stage 'layer9' does not exist in ResNet"):
+        VideoReIDNet(backbone, num_classes=3, stages=("layer2", "layer9"), input_size=(3, 64, 32))
+    assert backbone.layer4[0].conv1.stride == backbone.layer4[0].downsample[0].stride == (2, 2)
+    assert not hasattr(backbone, "lstrl")
+    # a model that fails once its last stride is removed: the strides come back
+    fixed = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 4, 6)
+    )
+    with pytest.raises(
+        ValueError, match=r"after last_stride=1 removed the stride of \['0'\] .* made the model fail"
+    ):
+        VideoReIDNet(fixed, num_classes=3, stages=(), input_size=(3, 16, 8))
+    assert fixed[0].stride == (2, 2)
+    assert (
+        VideoReIDNet(fixed, num_classes=3, stages=(), input_size=(3, 16, 8), last_stride=2).feature_dim == 6
+    )
