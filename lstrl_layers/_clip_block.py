@@ -74,6 +74,17 @@ class _ClipBlock(nn.Module):
     def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
         raise NotImplementedError
 
+    def _init_identity(self) -> None:
+        """Make the block start as the identity where its ``zero_init`` asks for it (blocks with weights)."""
+
+    def reset_parameters(self) -> None:
+        """Initialize the parameters again, as at construction (e.g. after building on ``device="meta"``)."""
+        for child in self.children():
+            reset = getattr(child, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        self._init_identity()
+
     def _split_layout(self, x: Tensor) -> tuple[Tensor, int]:
         """Validate ``x`` and return it as frames ``(B*T, C, H, W)`` together with ``T``."""
         name = type(self).__name__

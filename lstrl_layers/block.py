@@ -75,12 +75,6 @@ class LSTRLBlock(_ClipBlock):
         self.mae = MAE(channels, num_frames, **shared, **(mae_kwargs or {})) if mae else None
         self.bme = BME(channels, num_frames, **shared, **(bme_kwargs or {})) if bme else None
 
-    def reset_parameters(self) -> None:
-        """Initialize both branches again, as at construction (e.g. after building on ``device="meta"``)."""
-        for branch in (self.mae, self.bme):
-            if branch is not None:
-                branch.reset_parameters()
-
     @_ClipBlock.num_frames.setter  # type: ignore[attr-defined]
     def num_frames(self, value: int) -> None:
         _ClipBlock.num_frames.fset(self, value)  # type: ignore[attr-defined]

@@ -123,18 +123,12 @@ class BME(_ClipBlock):
         self.psi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # ψ: C -> C/2
         self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, 1, device=device, dtype=dtype)  # υ
         self.act = act_layer()
-        self._init_upsilon()
+        self._init_identity()
 
-    def _init_upsilon(self) -> None:
+    def _init_identity(self) -> None:
         if self.zero_init:
             nn.init.zeros_(self.upsilon.weight)  # F^m = act(υ bias) at construction
             nn.init.constant_(self.upsilon.bias, _IDENTITY_BIAS)  # type: ignore[arg-type]
-
-    def reset_parameters(self) -> None:
-        """Initialize the parameters again, as at construction (e.g. after building on ``device="meta"``)."""
-        for conv in (self.phi, self.psi, self.upsilon):
-            conv.reset_parameters()
-        self._init_upsilon()
 
     def extra_repr(self) -> str:
         return (

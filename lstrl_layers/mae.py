@@ -100,18 +100,12 @@ class MAE(_ClipBlock):
         self.omega2 = nn.Conv2d(  # ω2: [A_1..A_4] -> C
             len(self.granularities) * reduced, channels, 1, device=device, dtype=dtype
         )
-        self._init_omega2()
+        self._init_identity()
 
-    def _init_omega2(self) -> None:
+    def _init_identity(self) -> None:
         if self.zero_init:
             for param in self.omega2.parameters():  # weight and bias: F^a = 0 at construction
                 nn.init.zeros_(param)
-
-    def reset_parameters(self) -> None:
-        """Initialize the parameters again, as at construction (e.g. after building on ``device="meta"``)."""
-        for conv in (self.omega1, self.omega2):
-            conv.reset_parameters()
-        self._init_omega2()
 
     def extra_repr(self) -> str:
         return (
