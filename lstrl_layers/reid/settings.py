@@ -1,0 +1,155 @@
+"""The settings of a training run: plain values, checked when they are made, stored in every checkpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .._checks import check_bool, check_float, check_int, got
+
+__all__ = ["TEST_SAMPLINGS", "TrainSettings", "default_workers"]
+
+TEST_SAMPLINGS = ("rrs", "dense")  # rrs: the first frame of each of T chunks; dense: every frame, in clips
+METRICS = ("cosine", "euclidean")
+
+
+def default_workers() -> int:
+    """Data loader processes by default: 4, or fewer on a machine with fewer cores."""
+    return max(0, min(4, (os.cpu_count() or 1)))
+
+
+@dataclass
+class TrainSettings:
+    """Everything a training run depends on, as plain values (stored in every checkpoint).
+
+    Defaults are the paper's §4.2 recipe: ResNet-50 with LSTRL blocks after ``layer2`` and ``layer3``,
+    256 x 128 frames, ``T = 8``, ``P x K = 8 x 4``, Adam at ``3e-4`` decayed by 10 every 70 epochs, 400
+    epochs, cross-entropy + batch-hard triplet loss with margin 0.3.
+    ``model_kwargs`` holds further :class:`~lstrl_layers.VideoReIDNet` arguments (``zero_init``,
+    ``mae_kwargs``, ``bme_kwargs``), plain values only. ``weights``: a local file of backbone weights
+    (timm's ``pretrained_cfg_overlay=dict(file=...)``), used instead of a download.
+
+    Every field is checked when the settings are made: a wrong type is a ``TypeError``, a value out of
+    range (an unknown ``test_sampling``, ``P < 2`` with a triplet loss, ...) a ``ValueError``.
+    """
+
+    # model
+    model: str = "resnet50"
+    stages: tuple[int | str, ...] = (2, 3)
+    mae: bool = True
+    bme: bool = True
+    pretrained: bool = True
+    weights: str | None = None
+    last_stride: int = 1
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # data
+    num_frames: int = 8
+    size: tuple[int, int] = (256, 128)
+    P: int = 8
+    K: int = 4
+    erasing: float = 0.5
+    test_sampling: str = "rrs"
+    max_test_clips: int | None = None
+    workers: int = field(default_factory=default_workers)
+    # optimization
+    epochs: int = 400
+    lr: float = 3e-4
+    weight_decay: float = 5e-4
+    step: int = 70
+    gamma: float = 0.1
+    margin: float = 0.3
+    triplet_weight: float = 1.0
+    label_smoothing: float = 0.0
+    amp: bool = False
+    max_steps: int | None = None
+    sync_bn: bool = False
+    freeze_bn: bool = False
+    # evaluation and run
+    eval_every: int = 10
+    metric: str = "cosine"
+    rerank: bool = False
+    test_batch: int = 32
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise TypeError(f"model must be the name of a timm model, got {got(self.model)}")
+        if isinstance(self.stages, (str, bytes)) or not isinstance(self.stages, (list, tuple)):
+            raise TypeError(f"stages must be a list of stage indices or names, got {got(self.stages)}")
+        self.stages = tuple(self.stages)
+        for stage in self.stages:
+            if isinstance(stage, bool) or not isinstance(stage, (int, str)):
+                raise TypeError(f"stages must hold ints or str, got {got(stage)}")
+        for name in ("mae", "bme", "pretrained", "amp", "sync_bn", "freeze_bn", "rerank", "progress"):
+            check_bool(name, getattr(self, name))
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise TypeError(f"weights must be the path of a file (str) or None, got {got(self.weights)}")
+        if self.last_stride not in (1, 2) or isinstance(self.last_stride, bool):
+            raise ValueError(f"last_stride must be 1 or 2, got {self.last_stride!r}")
+        if not isinstance(self.model_kwargs, Mapping):
+            raise TypeError(f"model_kwargs must be a dict, got {got(self.model_kwargs)}")
+        for name in ("num_frames", "P", "K", "epochs", "step", "eval_every", "test_batch"):
+            check_int(name, getattr(self, name))
+        check_int("workers", self.workers, minimum=0)
+        check_int("seed", self.seed, minimum=0)
+        for name in ("max_test_clips", "max_steps"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name))
+        if (
+            isinstance(self.size, (str, bytes))
+            or not isinstance(self.size, (list, tuple))
+            or len(self.size) != 2
+        ):
+            raise TypeError(f"size must be (H, W), got {got(self.size)}")
+        self.size = (check_int("size[0]", self.size[0]), check_int("size[1]", self.size[1]))
+        check_float("erasing", self.erasing, "a probability in [0, 1]", low=0.0, high=1.0)
+        check_float("lr", self.lr, "a positive, finite float", low=0.0, low_inclusive=False)
+        check_float("weight_decay", self.weight_decay, "a finite float >= 0", low=0.0)
+        check_float("gamma", self.gamma, "a float in (0, 1]", low=0.0, high=1.0, low_inclusive=False)
+        check_float("margin", self.margin, "a finite float >= 0", low=0.0)
+        check_float("triplet_weight", self.triplet_weight, "a finite float >= 0", low=0.0)
+        check_float("label_smoothing", self.label_smoothing, "a float in [0, 1]", low=0.0, high=1.0)
+        for name, allowed in (("test_sampling", TEST_SAMPLINGS), ("metric", METRICS)):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be one of {allowed}, got {got(value)}")
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {got(self.device)}")
+        if self.triplet_weight > 0 and (self.P < 2 or self.K < 2):
+            raise ValueError(
+                f"the batch-hard triplet loss needs P >= 2 identities of K >= 2 clips in a batch (a "
+                f"positive and a negative for every clip), got P={self.P}, K={self.K}, where it would be 0 "
+                f"throughout: use P, K >= 2, or triplet_weight=0 for cross-entropy alone"
+            )
+
+    def model_arguments(self, num_classes: int) -> dict[str, Any]:
+        """The :class:`~lstrl_layers.VideoReIDNet` arguments of this run."""
+        arguments = dict(
+            backbone=self.model,
+            num_classes=num_classes,
+            stages=tuple(self.stages),
+            num_frames=self.num_frames,
+            mae=self.mae,
+            bme=self.bme,
+            pretrained=self.pretrained,
+            last_stride=self.last_stride,
+            **self.model_kwargs,
+        )
+        if self.weights is not None and self.pretrained:
+            arguments["pretrained_cfg_overlay"] = dict(file=self.weights)
+        return arguments
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainSettings:
+        """Settings from plain values (a checkpoint's ``settings``); unknown names are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
