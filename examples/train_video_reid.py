@@ -16,16 +16,22 @@ gallery with the standard ReID protocol (CMC, mAP). The loop is ``lstrl_layers.r
     python examples/train_video_reid.py --dataset mars --data-root /data/MARS --out out/mars-eval \\
         --eval-only --resume out/mars/model.pt --test-sampling dense
 
-Writes ``OUT/metrics.json`` (``{"epochs": [{"epoch": 0, "mAP": ..., "rank1": ..., ...}, ...]}``, epoch 0
-evaluated before training), ``OUT/checkpoint.pt`` (every epoch; ``--resume OUT`` continues from it),
-``OUT/model.pt`` (the model alone, ``lstrl_layers.reid.load_model`` rebuilds it), ``OUT/history.png`` and
-``OUT/log.txt``; ``--eval-only`` writes ``OUT/eval.json``. Needs the ``examples`` extra.
+Writes ``OUT/metrics.json`` (``{"epochs": [{"epoch": 0, "mAP": ..., "mINP": ..., "rank1": ..., ...}, ...]}``,
+epoch 0 evaluated before training), ``OUT/checkpoint.pt`` (every epoch; ``--resume OUT`` continues from it),
+``OUT/model.pt`` (the model alone, ``lstrl_layers.reid.load_model`` rebuilds it), ``OUT/history.png``,
+``OUT/cmc.png`` (CMC curve), ``OUT/ranked.png`` (the worst queries with their top gallery clips, true matches
+framed green) and ``OUT/log.txt``; ``--eval-only`` writes ``OUT/eval.json``, ``cmc.png`` and ``ranked.png``.
+``--rerank`` adds the figures after k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3), prefixed ``rerank_``;
+``--tensorboard DIR`` logs the loss terms, learning rate and every evaluation figure. SIGTERM or Ctrl-C
+stop after the current step with the checkpoint written (``--resume OUT`` continues exactly). Needs the
+``examples`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -34,8 +40,8 @@ from typing import Any
 
 import torch
 
+from lstrl_layers.argtypes import existing_file, number_in, stage, timm_model
 from lstrl_layers.argtypes import non_negative_int as non_negative
-from lstrl_layers.argtypes import number_in, stage, timm_model
 from lstrl_layers.argtypes import positive_int as positive
 from lstrl_layers.reid import (
     VideoReIDData,
@@ -46,7 +52,17 @@ from lstrl_layers.reid import (
     synthetic_video_reid,
 )
 from lstrl_layers.reid.checkpoint import load_checkpoint
-from lstrl_layers.reid.engine import TrainSettings, build_model, evaluate_trained, fit, load_trained
+from lstrl_layers.reid.datasets import UnreadableFrame
+from lstrl_layers.reid.engine import (
+    NonFiniteLoss,
+    TrainingInterrupted,
+    TrainSettings,
+    build_model,
+    evaluate_trained,
+    fit,
+    load_trained,
+)
+from lstrl_layers.reid.weights import check_pretrained_available
 
 # Real data: the paper's §4.2 (TrainSettings' defaults). Synthetic: small enough to learn visibly in 3 epochs
 # on 2 CPU cores; one intra-op thread, because on such small tensors more threads gain little when the cores
@@ -86,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("appearance", "motion"),
         help="generated identities instead of a dataset (motion: pairs that differ in motion only)",
     )
-    data.add_argument("--dataset", choices=("mars", "lsvid", "ilidsvid"), default="mars")
+    data.add_argument("--dataset", choices=("mars", "lsvid", "ilidsvid"), help="(default: mars)")
     data.add_argument("--data-root", type=Path, help="the data set's folder (MARS, LS-VID or iLIDS-VID)")
     data.add_argument("--split", type=non_negative, default=0, help="iLIDS-VID split (row of the split file)")
     data.add_argument(
@@ -123,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="ImageNet weights from timm (default: yes for real data, no for --synthetic)",
     )
+    model.add_argument(
+        "--weights", type=existing_file, help="a local file of backbone weights (implies --pretrained)"
+    )
     model.add_argument("--last-stride", type=int, choices=(1, 2))
     optim = p.add_argument_group("optimization")
     optim.add_argument("--epochs", type=positive, help="paper: 400")
@@ -133,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--step", type=positive, help="decay the lr every STEP epochs (paper: 70)")
     optim.add_argument("--gamma", type=number_in(float, 0, 1, low_open=True), help="lr decay factor (0.1)")
     optim.add_argument("--margin", type=number_in(float, 0), help="triplet margin (paper: 0.3)")
+    optim.add_argument(
+        "--triplet-weight", type=number_in(float, 0), help="weight of the triplet term (1; 0: CE alone)"
+    )
     optim.add_argument("--label-smoothing", type=number_in(float, 0, 1), help="(0)")
     optim.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bfloat16 autocast on CUDA")
     optim.add_argument("--max-steps", type=positive, help="stop each epoch after this many batches")
@@ -142,12 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("out/train_video_reid"))
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace the run --out holds (default: refuse to)"
+    )
     run.add_argument("--resume", type=Path, help="checkpoint.pt, or the --out folder holding one")
     run.add_argument(
         "--eval-only", action="store_true", help="evaluate --resume (a checkpoint or model.pt) and stop"
     )
     run.add_argument("--eval-every", type=positive, help="evaluate every N epochs (and after the last)")
     run.add_argument("--metric", choices=("cosine", "euclidean"))
+    run.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        help="also report k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3)",
+    )
+    run.add_argument("--tensorboard", type=Path, metavar="DIR", help="TensorBoard scalars in DIR")
     run.add_argument("--test-batch", type=positive, help="clips per forward pass at test (32)")
     run.add_argument("--device", help="cpu, cuda (default: cuda when available)")
     run.add_argument("--threads", type=non_negative, help="torch CPU threads, 0: torch's choice")
@@ -166,23 +197,47 @@ def _settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> TrainS
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = tuple(given) if isinstance(given, list) else given
+    if args.weights is not None:
+        values.update(weights=str(args.weights), pretrained=True)
     return TrainSettings.from_dict(values)
+
+
+RUN_FILES = ("checkpoint.pt", "metrics.json", "model.pt")  # what a training run leaves in --out
+
+
+def _holds(out: Path, names: Sequence[str]) -> list[str]:
+    return [name for name in names if (out / name).exists()]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, TrainSettings]:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.synthetic is None:
+    if args.synthetic is not None:
+        given = [
+            f for f, v in (("--dataset", args.dataset), ("--data-root", args.data_root)) if v is not None
+        ]
+        if given:
+            parser.error(f"--synthetic generates its data: leave out {' and '.join(given)}")
+    else:
         if args.data_root is None:
             parser.error("give --data-root (with --dataset mars|lsvid|ilidsvid) or --synthetic")
         if not args.data_root.is_dir():
             parser.error(f"--data-root {args.data_root}: no such folder")
+        args.dataset = args.dataset or "mars"
+    if args.weights is not None and args.pretrained is False:
+        parser.error("--weights loads pretrained backbone weights: leave out --no-pretrained")
     if args.split_file is not None and not args.split_file.is_file():
         parser.error(f"--split-file {args.split_file}: no such file")
     if args.eval_only and args.resume is None:
         parser.error("--eval-only needs --resume (a training checkpoint, its folder, or a model.pt)")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out}: a file, not a folder")
+    held = _holds(args.out, ("eval.json",) if args.eval_only else RUN_FILES)
+    if held and not args.overwrite and (args.eval_only or args.resume is None):
+        way = "" if args.eval_only else f"continue it with --resume {args.out}, or "
+        parser.error(
+            f"--out {args.out} already holds a run ({', '.join(held)}): {way}replace it with --overwrite"
+        )
     stored, args.resumed_classes = None, None
     if args.resume is not None:
         path = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume
@@ -278,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not args.eval_only:
             _check_batch(data, settings)
             _check_model(args, settings, data.num_train_ids)
+            if settings.pretrained and settings.weights is None and args.resume is None:
+                check_pretrained_available(settings.model)
         is_main = int(os.environ.get("RANK", "0")) == 0
         if is_main:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -297,9 +354,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             log(data.summary())
         if args.eval_only:
             return evaluate_trained(settings, data, args.resume, out=args.out, log=log)
-        history = fit(settings, data, out=args.out, resume=args.resume, log=log)
+        history = fit(settings, data, out=args.out, resume=args.resume, log=log, tensorboard=args.tensorboard)
         log(f"done; metrics in {args.out / 'metrics.json'}")
         return {"epochs": history}
+    except TrainingInterrupted as stop:
+        log(str(stop))
+        raise SystemExit(128 + signal.Signals[stop.signal_name].value) from None
+    except (NonFiniteLoss, UnreadableFrame) as err:  # one line; a data loader worker adds its traceback
+        line = str(err).strip().splitlines()[-1]  # a data loader worker's error ends with "...Frame: message"
+        print(f"{prog}: error: {line.split(f'{type(err).__name__}: ', 1)[-1]}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         if log_file is not None:
             log_file.close()

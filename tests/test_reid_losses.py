@@ -61,7 +61,19 @@ def test_reid_loss_is_ce_plus_triplet(device: torch.device) -> None:
     ce = F.cross_entropy(logits, labels, label_smoothing=0.1)
     triplet = batch_hard_triplet_loss(features, labels, 0.3)
     torch.testing.assert_close(total, ce + triplet)
-    assert parts == pytest.approx({"ce": ce.item(), "triplet": triplet.item()})
+    assert parts == pytest.approx({"loss": (ce + triplet).item(), "ce": ce.item(), "triplet": triplet.item()})
+
+
+def test_reid_loss_mines_the_triplets_over_the_batch_given(device: torch.device) -> None:
+    """Across processes: the triplet term over the global batch, scaled; the parts stay unscaled."""
+    torch.manual_seed(0)
+    logits, features = torch.randn(4, 5, device=device), torch.randn(8, 16, device=device)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3], device=device)
+    total, parts = ReIDLoss()(logits, features[:4], labels[:4], mining=(features, labels), triplet_scale=2.0)
+    ce = F.cross_entropy(logits, labels[:4])
+    triplet = batch_hard_triplet_loss(features, labels, 0.3)
+    torch.testing.assert_close(total, ce + 2.0 * triplet)
+    assert parts == pytest.approx({"loss": (ce + triplet).item(), "ce": ce.item(), "triplet": triplet.item()})
 
 
 F4, L4 = torch.randn(4, 8), torch.tensor([0, 0, 1, 1])

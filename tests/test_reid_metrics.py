@@ -29,7 +29,61 @@ def test_hand_computed_cmc_and_map() -> None:
     assert result.mAP == pytest.approx((ap0 + 1.0) / 2)
     np.testing.assert_allclose(result.cmc, [0.5, 1.0, 1.0, 1.0])
     assert result.rank(1) == 0.5
-    assert result.as_dict() == pytest.approx({"mAP": 0.75, "rank1": 0.5, "num_queries": 3, "num_skipped": 1})
+    # INP: query 0's 2 matches, the last at rank 4: 2 / 4; query 2's only match at rank 1: 1
+    assert result.mINP == pytest.approx((2 / 4 + 1.0) / 2)
+    assert result.as_dict() == pytest.approx(
+        {"mAP": 0.75, "mINP": 0.75, "rank1": 0.5, "num_queries": 3, "num_skipped": 1}
+    )
+    assert list(result.as_dict()) == ["mAP", "mINP", "rank1", "num_queries", "num_skipped"]
+    assert str(result) == "mAP 75.0, mINP 75.0, R-1 50.0 over 2 queries (1 skipped: no match)"
+
+
+def test_minp_hand_computed_after_the_exclusions() -> None:
+    # junk_ids=(): query 0 keeps g1 (neg), g3 (neg), g2 (hit), g5 (neg), g4 (hit): 2 matches, the last at 5
+    assert evaluate_ranking(DIST[:1], Q_IDS[:1], G_IDS, Q_CAMS[:1], G_CAMS, junk_ids=()).mINP == 2 / 5
+    # camera 5: g0 is a cross-camera match; junk g3 removed: g0 (hit), g1, g2 (hit), g5, g4 (hit)
+    assert evaluate_ranking(DIST[:1], Q_IDS[:1], G_IDS, [5], G_CAMS).mINP == 3 / 5
+    # the skipped query 1 does not count; query 2: 1 / 1
+    both = evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS, junk_ids=())
+    assert both.num_skipped == 1 and both.mINP == pytest.approx((2 / 5 + 1) / 2)
+
+
+def test_minp_is_bounded_by_map_in_neither_direction() -> None:
+    """INP is the precision at the last match only; AP averages the precisions at every match."""
+    late_start = evaluate_ranking([[0.1, 0.2, 0.3]], [1], [2, 1, 1], [0], [1, 1, 1])  # hits at ranks 2, 3
+    assert late_start.mAP == pytest.approx((1 / 2 + 2 / 3) / 2) and late_start.mINP == pytest.approx(2 / 3)
+    assert late_start.mINP > late_start.mAP
+    long_tail = evaluate_ranking([np.arange(10.0)], [1], [1] + [2] * 8 + [1], [0], [1] * 10)  # ranks 1, 10
+    assert long_tail.mAP == pytest.approx((1 + 2 / 10) / 2) and long_tail.mINP == pytest.approx(2 / 10)
+    assert long_tail.mINP < long_tail.mAP
+
+
+def test_minp_is_one_exactly_when_every_match_comes_before_every_negative() -> None:
+    perfect = evaluate_ranking([[0.3, 0.1, 0.2, 0.9]], [1], [1, 1, 1, 2], [0], [1, 2, 1, 1])
+    assert perfect.mINP == 1 and perfect.mAP == 1
+    one_negative_first = evaluate_ranking([[0.3, 0.1, 0.05, 0.9]], [1], [1, 1, 2, 1], [0], [1, 2, 1, 1])
+    assert one_negative_first.mINP == 3 / 4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_minp_against_counting_on_random_matrices(seed: int) -> None:
+    """INP = matches / (valid entries no farther than the farthest match), counted without sorting."""
+    rng = np.random.default_rng(seed)
+    q, g = 12, 40
+    dist = rng.random((q, g))  # continuous: no ties
+    q_ids, g_ids = rng.integers(0, 4, q), rng.integers(-1, 4, g)
+    q_cams, g_cams = rng.integers(0, 3, q), rng.integers(0, 3, g)
+    expected = []
+    for i in range(q):
+        valid = (g_ids != -1) & ~((g_ids == q_ids[i]) & (g_cams == q_cams[i]))
+        hits = valid & (g_ids == q_ids[i])
+        if hits.any():
+            farthest = dist[i, hits].max()
+            expected.append(hits.sum() / (valid & (dist[i] <= farthest)).sum())
+            assert hits.sum() / valid.sum() <= expected[-1] <= 1
+    result = evaluate_ranking(dist, q_ids, g_ids, q_cams, g_cams)
+    assert result.num_queries - result.num_skipped == len(expected)
+    assert result.mINP == pytest.approx(np.mean(expected))
 
 
 def test_junk_ids_are_negatives_when_not_declared_junk() -> None:

@@ -9,9 +9,11 @@ importing torch); the others call ``main(argv)`` in this process.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -148,6 +150,15 @@ CASES = {
     "--eval-only not ours": ([*TINY, "--eval-only", "--resume", "{plain}"], ["--resume {plain}"]),
     "--eval-only with code": ([*TINY, "--eval-only", "--resume", "{code}"], ["--resume {code}"]),
     "--sync-bn on CPU": ([*TINY, "--sync-bn"], ["--sync-bn", "--device cpu"]),
+    "--synthetic with --dataset": ([*TINY, "--dataset", "lsvid"], ["--synthetic", "leave out --dataset"]),
+    "--synthetic with --data-root": ([*TINY, "--data-root", FOLDER], ["leave out --data-root"]),
+    "-K 1 with a triplet loss": ([*TINY, "-K", "1"], ["triplet loss needs", "K=1", "triplet_weight=0"]),
+    "-P 1 with a triplet loss": ([*TINY, "-P", "1"], ["triplet loss needs", "P=1"]),
+    "--weights missing": ([*TINY, "--weights", "{plain}.missing"], ["--weights", "{plain}.missing"]),
+    "--weights with --no-pretrained": (
+        [*TINY, "--weights", "{plain}", "--no-pretrained"],
+        ["--no-pretrained"],
+    ),
     "unknown --device": ([*TINY, "--device", "tpu"], ["--device tpu"]),
     "--device cuda:99": ([*TINY, "--device", "cuda:99"], ["--device cuda:99"]),
     "--split-file missing": (
@@ -284,3 +295,38 @@ def test_command_refuses_wrong_input(
         assert word in line, (word, line)
     assert not out.exists()
     assert not files["marker"].exists()
+
+
+def test_an_out_folder_holding_a_run_is_refused_unless_overwritten(
+    cli: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"epochs": []}')
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*TINY, "--out", str(out)])
+    assert exit_info.value.code == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"--out {out} already holds a run (metrics.json)" in line
+    assert f"--resume {out}" in line and "--overwrite" in line
+    assert (out / "metrics.json").read_text() == '{"epochs": []}' and not (out / "checkpoint.pt").exists()
+    cli.main([*TINY, "--out", str(out), "--overwrite"])
+    assert json.loads((out / "metrics.json").read_text())["epochs"]
+
+
+def test_pretrained_weights_out_of_reach_are_refused_in_seconds(
+    cli: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lstrl_layers.reid import weights
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(weights, "_cached", lambda *args: False)
+    monkeypatch.setattr(weights.socket, "create_connection", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    line = _refused(cli, [*TINY, "--pretrained"], tmp_path / "out", capsys)
+    assert time.monotonic() - started < 30
+    assert "pretrained weights of resnet18 are not cached and huggingface.co cannot be reached" in line
+    assert "--weights FILE" in line and "--no-pretrained" in line

@@ -9,17 +9,20 @@ rebuild it. The pieces, to build your own loop:
 - :mod:`~lstrl_layers.reid.sampling`: restricted random sampling, test-time chunk / dense clips, ``P x K``
   batches.
 - :mod:`~lstrl_layers.reid.losses`: batch-hard triplet loss, CE + triplet.
-- :mod:`~lstrl_layers.reid.metrics`: query-gallery CMC and mAP (standard ReID protocol).
+- :mod:`~lstrl_layers.reid.metrics`: query-gallery CMC, mAP and mINP (standard ReID protocol).
+- :mod:`~lstrl_layers.reid.rerank`: k-reciprocal re-ranking of the query-gallery distances.
+- :mod:`~lstrl_layers.reid.plots`: CMC curves and the ranked lists of the worst queries, as PNG files.
 - :mod:`~lstrl_layers.reid.datasets`: MARS, LS-VID and iLIDS-VID readers, synthetic identities, clip dataset.
 
-Sampling, losses and metrics need only torch and numpy; the datasets need the ``examples`` extra
-(torchvision; scipy for the ``.mat`` files).
+Sampling, losses, metrics and re-ranking need only torch and numpy; the datasets need the ``examples`` extra
+(torchvision; scipy for the ``.mat`` files), and the plots matplotlib.
 """
 
 from .checkpoint import load_model, save_model
 from .datasets import (
     ClipDataset,
     Tracklet,
+    UnreadableFrame,
     VideoReIDData,
     clip_transforms,
     collate_test_clips,
@@ -28,9 +31,11 @@ from .datasets import (
     read_mars,
     read_rgb,
 )
-from .engine import TrainSettings, evaluate, fit
+from .engine import NonFiniteLoss, TrainingInterrupted, TrainSettings, evaluate, fit
 from .losses import BatchHardTripletLoss, ReIDLoss, batch_hard_triplet_loss, euclidean_distances
 from .metrics import ReIDResult, evaluate_ranking, pairwise_distances
+from .plots import RankedRow, plot_cmc, plot_ranked, ranked_rows
+from .rerank import rerank
 from .sampling import (
     PKBatchSampler,
     chunk_bounds,
@@ -43,11 +48,15 @@ from .synthetic import synthetic_motion_reid, synthetic_video_reid
 __all__ = [
     "BatchHardTripletLoss",
     "ClipDataset",
+    "NonFiniteLoss",
     "PKBatchSampler",
+    "RankedRow",
     "ReIDLoss",
     "ReIDResult",
     "TrainSettings",
+    "TrainingInterrupted",
     "Tracklet",
+    "UnreadableFrame",
     "VideoReIDData",
     "batch_hard_triplet_loss",
     "chunk_bounds",
@@ -61,10 +70,14 @@ __all__ = [
     "fit",
     "load_model",
     "pairwise_distances",
+    "plot_cmc",
+    "plot_ranked",
+    "ranked_rows",
     "read_ilidsvid",
     "read_lsvid",
     "read_mars",
     "read_rgb",
+    "rerank",
     "restricted_random_indices",
     "save_model",
     "synthetic_motion_reid",

@@ -31,6 +31,7 @@ from .sampling import chunk_first_indices, dense_clip_indices, restricted_random
 __all__ = [
     "ClipDataset",
     "Tracklet",
+    "UnreadableFrame",
     "VideoReIDData",
     "clip_transforms",
     "collate_test_clips",
@@ -487,6 +488,10 @@ def clip_transforms(
     return v2.Compose(steps)
 
 
+class UnreadableFrame(OSError):
+    """A frame file that cannot be decoded; the message names the data set, tracklet and file."""
+
+
 def read_rgb(path: str | Path) -> Tensor:
     """An image file as a uint8 ``(3, H, W)`` tensor (Pillow; torchvision's own decoders are deprecated)."""
     from PIL import Image
@@ -533,7 +538,8 @@ class ClipDataset(Dataset):
       item ``(clips (N, T, 3, H, W), ...)``. Batch test items with :func:`collate_test_clips`.
 
     Frames are decoded (Pillow) and resized to ``size`` one by one, then ``transform`` (e.g.
-    :func:`clip_transforms`) runs on the whole uint8 clip.
+    :func:`clip_transforms`) runs on the whole uint8 clip. A frame that cannot be decoded raises
+    :class:`UnreadableFrame`, naming the data set (``name``), the tracklet and the file.
     """
 
     def __init__(
@@ -545,6 +551,7 @@ class ClipDataset(Dataset):
         transform: Callable[[Tensor], Tensor] | None = None,
         max_clips: int | None = None,
         seed: int | None = None,
+        name: str = "",
     ) -> None:
         if sampling not in ("rrs", "first", "dense"):
             raise ValueError(f"sampling must be 'rrs', 'first' or 'dense', got {sampling!r}")
@@ -559,6 +566,7 @@ class ClipDataset(Dataset):
         self.transform = transform
         self.max_clips = None if max_clips is None else _int("max_clips", max_clips, minimum=1)
         self.generator = None if seed is None else torch.Generator().manual_seed(_int("seed", seed))
+        self.name = name  # the data set's, for messages
 
     def __len__(self) -> int:
         return len(self.tracklets)
@@ -568,16 +576,29 @@ class ClipDataset(Dataset):
         """Identity of every item, for :class:`~lstrl_layers.reid.sampling.PKBatchSampler`."""
         return [t.pid for t in self.tracklets]
 
-    def _load(self, frames: Frames, indices: Sequence[int]) -> Tensor:
+    def _load(self, index: int, indices: Sequence[int]) -> Tensor:
         from torchvision.transforms.v2 import functional as TF
 
+        frames = self.tracklets[index].frames
         loaded = {}
         for i in sorted(set(indices)):
-            image = frames[i] if isinstance(frames, Tensor) else read_rgb(frames[i])
+            image = frames[i] if isinstance(frames, Tensor) else self._read(index, i)
             if tuple(image.shape[-2:]) != self.size:
                 image = TF.resize(image, list(self.size), antialias=True)
             loaded[i] = image
         return torch.stack([loaded[i] for i in indices])
+
+    def _read(self, index: int, frame: int) -> Tensor:
+        tracklet = self.tracklets[index]
+        path = str(tracklet.frames[frame])  # a path: frames given as a tensor are never read
+        try:
+            return read_rgb(path)
+        except Exception as err:  # Pillow: OSError (truncated), UnidentifiedImageError, SyntaxError, ...
+            where = f"{self.name}: " if self.name else ""
+            raise UnreadableFrame(
+                f"{where}frame {frame} of tracklet {index} (identity {tracklet.pid}, camera "
+                f"{tracklet.camid}) cannot be decoded: {path}: {type(err).__name__}: {err}"
+            ) from err
 
     def _transform(self, clip: Tensor) -> Tensor:
         return clip if self.transform is None else self.transform(clip)
@@ -586,13 +607,13 @@ class ClipDataset(Dataset):
         tracklet = self.tracklets[index]
         n = len(tracklet)
         if self.sampling == "rrs":
-            clip = self._load(tracklet.frames, restricted_random_indices(n, self.clip_len, self.generator))
+            clip = self._load(index, restricted_random_indices(n, self.clip_len, self.generator))
             return self._transform(clip), tracklet.pid, tracklet.camid
         if self.sampling == "first":
             clips = [chunk_first_indices(n, self.clip_len)]
         else:
             clips = dense_clip_indices(n, self.clip_len, self.max_clips)
-        frames = self._load(tracklet.frames, [i for clip in clips for i in clip])
+        frames = self._load(index, [i for clip in clips for i in clip])
         frames = self._transform(frames)
         return rearrange(frames, "(n t) c h w -> n t c h w", t=self.clip_len), tracklet.pid, tracklet.camid
 

@@ -126,6 +126,15 @@ def mean_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:
     return {k: float(v) / world.size for k, v in zip(keys, stacked)}
 
 
+def any_over_ranks(flag: bool, world: World) -> bool:
+    """Whether ``flag`` is set on any rank (every rank gets the same answer, for decisions taken together)."""
+    if not world.distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=world.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 class RankBatchSampler(Sampler[list[int]]):
     """This rank's share of each global batch of a batch sampler such as ``PKBatchSampler``.
 
@@ -143,14 +152,20 @@ class RankBatchSampler(Sampler[list[int]]):
             )
         self.batches = batches
         self.world = world
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Fix the epoch whose order the next iteration yields, leaving out its first ``skip`` global
+        batches (those a stopped run had trained on: the others come in the same order as without a stop)."""
         self.batches.set_epoch(epoch)
+        self.skip = skip
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return max(0, len(self.batches) - self.skip)
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches:
+        for position, batch in enumerate(self.batches):
+            if position < self.skip:
+                continue
             share = len(batch) // self.world.size
             yield batch[self.world.rank * share : (self.world.rank + 1) * share]

@@ -20,12 +20,14 @@ the CPU). The choices, where the paper (two GPUs) is silent:
 
 from __future__ import annotations
 
-import json
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +52,7 @@ from .distributed import (
     RankBatchSampler,
     World,
     all_gather_objects,
+    any_over_ranks,
     broadcast_object,
     close_world,
     gather_rows,
@@ -59,12 +62,18 @@ from .distributed import (
     shard_indices,
 )
 from .losses import ReIDLoss
-from .metrics import evaluate_ranking, pairwise_distances
+from .metrics import ReIDResult, evaluate_ranking, pairwise_distances
+from .reporting import Reporter, frame_for_picture
 from .sampling import PKBatchSampler
+from .settings import TrainSettings
 
 __all__ = [
+    "NonFiniteLoss",
     "TrainSettings",
+    "TrainingInterrupted",
+    "build_loss",
     "build_model",
+    "build_optimizer",
     "evaluate",
     "evaluate_trained",
     "fit",
@@ -74,84 +83,60 @@ __all__ = [
 
 T_co = TypeVar("T_co")
 Log = Callable[[str], None]
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+ModelFactory = Callable[[TrainSettings, int], nn.Module]
+LossFactory = Callable[[TrainSettings], ReIDLoss]
+OptimizerFactory = Callable[[TrainSettings, nn.Module], tuple[torch.optim.Optimizer, Scheduler]]
+RERANK_K1, RERANK_K2, RERANK_LAMBDA = (
+    20,
+    6,
+    0.3,
+)  # k-reciprocal re-ranking (Zhong et al. 2017), their defaults
 
 
-@dataclass
-class TrainSettings:
-    """Everything a training run depends on, as plain values (stored in every checkpoint).
+class TrainingInterrupted(RuntimeError):
+    """Training stopped by a signal (SIGTERM, SIGINT) after finishing its step; the checkpoint is written.
 
-    Defaults are the paper's §4.2 recipe: ResNet-50 with LSTRL blocks after ``layer2`` and ``layer3``,
-    256 x 128 frames, ``T = 8``, ``P x K = 8 x 4``, Adam at ``3e-4`` decayed by 10 every 70 epochs, 400
-    epochs.
-    ``model_kwargs`` holds further :class:`~lstrl_layers.VideoReIDNet` arguments (``zero_init``,
-    ``mae_kwargs``, ``bme_kwargs``), plain values only.
+    ``fit(..., resume=checkpoint)`` continues the run as if it had not stopped.
     """
 
-    # model
-    model: str = "resnet50"
-    stages: tuple[int | str, ...] = (2, 3)
-    mae: bool = True
-    bme: bool = True
-    pretrained: bool = True
-    last_stride: int = 1
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    # data
-    num_frames: int = 8
-    size: tuple[int, int] = (256, 128)
-    P: int = 8
-    K: int = 4
-    erasing: float = 0.5
-    test_sampling: str = "rrs"
-    max_test_clips: int | None = None
-    workers: int = 4
-    # optimization
-    epochs: int = 400
-    lr: float = 3e-4
-    weight_decay: float = 5e-4
-    step: int = 70
-    gamma: float = 0.1
-    margin: float = 0.3
-    label_smoothing: float = 0.0
-    amp: bool = False
-    max_steps: int | None = None
-    sync_bn: bool = False
-    freeze_bn: bool = False
-    # evaluation and run
-    eval_every: int = 10
-    metric: str = "cosine"
-    test_batch: int = 32
-    device: str = "cpu"
-    seed: int = 0
-    progress: bool = True
-
-    def model_arguments(self, num_classes: int) -> dict[str, Any]:
-        """The :class:`~lstrl_layers.VideoReIDNet` arguments of this run."""
-        return dict(
-            backbone=self.model,
-            num_classes=num_classes,
-            stages=tuple(self.stages),
-            num_frames=self.num_frames,
-            mae=self.mae,
-            bme=self.bme,
-            pretrained=self.pretrained,
-            last_stride=self.last_stride,
-            **self.model_kwargs,
+    def __init__(self, signal_name: str, epoch: int, step: int, checkpoint: Path | None) -> None:
+        where = f"epoch {epoch}, step {step}" if step else f"the end of epoch {epoch - 1}"
+        saved = (
+            f"checkpoint written to {checkpoint}; continue with --resume {checkpoint.parent}"
+            if checkpoint is not None
+            else "no output folder, so no checkpoint"
         )
+        super().__init__(f"stopped by {signal_name} at {where}: {saved}")
+        self.signal_name, self.epoch, self.step, self.checkpoint = signal_name, epoch, step, checkpoint
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        settings = cls(**values)
-        settings.stages, settings.size = tuple(settings.stages), tuple(settings.size)  # type: ignore[assignment]
-        return settings
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite; the step was not applied, the last checkpoint is kept."""
 
 
 def build_model(settings: TrainSettings, num_classes: int) -> VideoReIDNet:
-    """The run's :class:`~lstrl_layers.VideoReIDNet`."""
+    """The run's :class:`~lstrl_layers.VideoReIDNet` (the default model factory of :func:`fit`)."""
     return VideoReIDNet(**settings.model_arguments(num_classes))
+
+
+def build_loss(settings: TrainSettings) -> ReIDLoss:
+    """Cross-entropy + batch-hard triplet loss (the default loss factory of :func:`fit`)."""
+    return ReIDLoss(
+        margin=settings.margin,
+        label_smoothing=settings.label_smoothing,
+        triplet_weight=settings.triplet_weight,
+    )
+
+
+def build_optimizer(settings: TrainSettings, model: nn.Module) -> tuple[torch.optim.Optimizer, Scheduler]:
+    """Adam with a step decay (the paper's §4.2; the default optimizer factory of :func:`fit`)."""
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    return optimizer, torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=settings.step, gamma=settings.gamma
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -178,7 +163,7 @@ def _autocast(settings: TrainSettings, world: World) -> torch.autocast:
 
 
 def _test_loader(
-    tracklets: Sequence[Any], settings: TrainSettings, world: World
+    tracklets: Sequence[Any], settings: TrainSettings, world: World, name: str
 ) -> tuple[DataLoader, list[int]]:
     sampling: Sampling = "first" if settings.test_sampling == "rrs" else "dense"
     dataset = ClipDataset(
@@ -188,6 +173,7 @@ def _test_loader(
         sampling,
         clip_transforms(settings.size, train=False),
         max_clips=settings.max_test_clips,
+        name=name,
     )
     shard = shard_indices(len(dataset), world)
     loader = DataLoader(
@@ -206,7 +192,7 @@ def _extract(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One embedding per tracklet (the mean over its clips), identities and cameras, from all ranks."""
     model.eval()
-    loader, shard = _test_loader(tracklets, settings, world)
+    loader, shard = _test_loader(tracklets, settings, world, desc)
     features, pids, camids = [], [], []
     for clips, counts, pid, camid in _progress(loader, settings.progress and world.is_main, desc=desc):
         with _autocast(settings, world):
@@ -230,25 +216,78 @@ def _extract(
     )
 
 
+@dataclass
+class _Ranking:
+    """One evaluation on rank 0: the distance matrices ranked and their results."""
+
+    distances: dict[str, Tensor]  # "plain", and "reranked" with settings.rerank
+    results: dict[str, ReIDResult]
+    query: tuple[Tensor, Tensor, Tensor]  # features, identities, cameras
+    gallery: tuple[Tensor, Tensor, Tensor]
+
+    def metrics(self) -> dict[str, float]:
+        """The plain result's figures, then the re-ranked ones prefixed ``rerank_``."""
+        out = {k: float(v) for k, v in self.results["plain"].as_dict().items()}
+        if "reranked" in self.results:
+            out.update({f"rerank_{k}": float(v) for k, v in self.results["reranked"].as_dict().items()})
+        return out
+
+
+def _rank(
+    model: nn.Module, data: VideoReIDData, settings: TrainSettings, world: World
+) -> tuple[dict[str, float], _Ranking | None]:
+    module = model.module if isinstance(model, DistributedDataParallel) else model
+    query = _extract(module, data.query, settings, world, f"{data.name} query".strip())
+    gallery = _extract(module, data.gallery, settings, world, f"{data.name} gallery".strip())
+    ranking = None
+    if world.is_main:
+        distances = {"plain": pairwise_distances(query[0], gallery[0], settings.metric)}
+        if settings.rerank:
+            from .rerank import rerank
+
+            query_query = pairwise_distances(query[0], query[0], settings.metric)
+            gallery_gallery = pairwise_distances(gallery[0], gallery[0], settings.metric)
+            distances["reranked"] = rerank(
+                distances["plain"], query_query, gallery_gallery, RERANK_K1, RERANK_K2, RERANK_LAMBDA
+            )
+        results = {
+            name: evaluate_ranking(d, query[1], gallery[1], query[2], gallery[2], junk_ids=data.junk_ids)
+            for name, d in distances.items()
+        }
+        ranking = _Ranking(distances, results, query, gallery)
+    metrics = broadcast_object(ranking.metrics() if ranking is not None else None, world)
+    return metrics, ranking  # type: ignore[return-value]
+
+
 def evaluate(
     model: nn.Module, data: VideoReIDData, settings: TrainSettings, world: World | None = None
 ) -> dict[str, float]:
-    """Query-gallery evaluation (CMC, mAP) of ``model`` on ``data``, the same on every rank.
+    """Query-gallery evaluation (CMC, mAP, mINP) of ``model`` on ``data``, the same on every rank.
 
-    Returns ``{"mAP": ..., "rank1": ..., "rank5": ..., ...}`` (fractions in ``[0, 1]``).
+    Returns ``{"mAP": ..., "mINP": ..., "rank1": ..., "rank5": ..., ...}`` (fractions in ``[0, 1]``); with
+    ``settings.rerank``, the same figures after k-reciprocal re-ranking follow, prefixed ``rerank_``.
     """
-    world = world or World(device=settings.device)
-    module = model.module if isinstance(model, DistributedDataParallel) else model
-    query = _extract(module, data.query, settings, world, "query")
-    gallery = _extract(module, data.gallery, settings, world, "gallery")
-    metrics: dict[str, float] | None = None
-    if world.is_main:
-        distances = pairwise_distances(query[0], gallery[0], settings.metric)
-        result = evaluate_ranking(
-            distances, query[1], gallery[1], query[2], gallery[2], junk_ids=data.junk_ids
+    return _rank(model, data, settings, world or World(device=settings.device))[0]
+
+
+def _draw_pictures(ranking: _Ranking, data: VideoReIDData) -> Callable[[Path, Path], None]:
+    from .plots import plot_cmc, plot_ranked
+
+    def draw(cmc_path: Path, ranked_path: Path) -> None:
+        plot_cmc({"plain" if n == "plain" else "re-ranked": r for n, r in ranking.results.items()}, cmc_path)
+        plot_ranked(
+            ranking.distances["plain"],
+            ranking.query[1],
+            ranking.gallery[1],
+            ranking.query[2],
+            ranking.gallery[2],
+            lambda i: frame_for_picture(data.query[i].frames),
+            lambda i: frame_for_picture(data.gallery[i].frames),
+            ranked_path,
+            junk_ids=data.junk_ids,
         )
-        metrics = {k: float(v) for k, v in result.as_dict().items()}
-    return broadcast_object(metrics, world)  # type: ignore[return-value]
+
+    return draw
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:
@@ -269,27 +308,69 @@ def train_step(
 ) -> dict[str, float]:
     """One optimization step on this rank's share of a global batch; returns the step's statistics.
 
-    The triplet loss sees the global batch; DDP averages gradients over the ``N`` ranks, so the triplet term,
-    which every rank computes in full but back-propagates only through its own features, is weighted by
-    ``N`` to give the gradient of one process on the whole batch.
+    The loss is ``criterion``'s; its triplet term mines over the global batch (features gathered from all
+    ranks), and is weighted by the number of ranks ``N`` because DDP averages gradients over them.
+
+    Raises:
+        NonFiniteLoss: the loss is NaN or infinite on any rank; no parameter is changed.
     """
     with _autocast(settings, world):
         logits, features = model(clips)
-    all_features = gather_with_grad(features.float(), world)
-    all_pids = gather_with_grad(pids, world)
-    ce = criterion.cross_entropy(logits.float(), pids)
-    triplet = criterion.triplet(all_features, all_pids)
-    loss = criterion.ce_weight * ce + criterion.triplet_weight * world.size * triplet
+    mining = (gather_with_grad(features.float(), world), gather_with_grad(pids, world))
+    loss, parts = criterion(logits.float(), features.float(), pids, mining=mining, triplet_scale=world.size)
+    if any_over_ranks(not bool(torch.isfinite(loss.detach())), world):
+        raise NonFiniteLoss(
+            f"the loss is {parts['loss']} (cross-entropy {parts['ce']}, triplet {parts['triplet']})"
+        )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    ce_value, triplet_value = float(ce.detach()), float(triplet.detach())
-    return {
-        "loss": criterion.ce_weight * ce_value + criterion.triplet_weight * triplet_value,
-        "ce": ce_value,
-        "triplet": triplet_value,
-        "acc": float((logits.argmax(1) == pids).float().mean()),
-    }
+    return {**parts, "acc": float((logits.argmax(1) == pids).float().mean())}
+
+
+class _StopRequest:
+    """Set by SIGTERM / SIGINT; a second SIGINT stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def requested(self, world: World) -> bool:
+        return any_over_ranks(self.signal_name is not None, world)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[_StopRequest]:
+    """SIGTERM and SIGINT request a stop after the current step (main thread only; elsewhere, no change)."""
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@dataclass
+class _EpochState:
+    """How far an epoch got: steps done and the sums of their statistics (this rank's)."""
+
+    steps: int = 0
+    totals: dict[str, float] | None = None
+    # a stopped run's random states, restored once the data loader of its epoch exists (creating one draws
+    # a seed, which the stopped run had drawn before them)
+    random_states: dict[str, Tensor] | None = None
+
+    def add(self, stats: dict[str, float]) -> None:
+        self.steps += 1
+        self.totals = {k: (self.totals or {}).get(k, 0.0) + v for k, v in stats.items()}
 
 
 def _train_epoch(
@@ -300,25 +381,43 @@ def _train_epoch(
     settings: TrainSettings,
     world: World,
     epoch: int,
-) -> dict[str, float]:
+    state: _EpochState,
+    stop: _StopRequest,
+) -> bool:
+    """Train the rest of one epoch into ``state``; ``True`` if a stop was requested before its end."""
     model.train()
     if settings.freeze_bn:
         _freeze_batchnorm(model)
-    totals: dict[str, float] = {}
-    steps = 0
-    total = min(len(loader), settings.max_steps or math.inf)
-    bar = _progress(loader, settings.progress and world.is_main, desc=f"epoch {epoch}", total=total)
-    for clips, pids, _ in bar:
-        clips, pids = clips.to(world.device, non_blocking=True), pids.to(world.device, non_blocking=True)
-        stats = train_step(model, criterion, optimizer, clips, pids, settings, world)
-        steps += 1
-        for name, value in stats.items():
-            totals[name] = totals.get(name, 0.0) + value
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}", acc=f"{totals['acc'] / steps:.2f}")
-        if steps >= total:
+    total = min(len(loader) + state.steps, settings.max_steps or math.inf)
+    loader_iterator = iter(loader)  # made here: making it draws a seed from torch's generator
+    if state.random_states is not None:
+        set_random_states(state.random_states)
+        state.random_states = None
+    bar = _progress(loader_iterator, settings.progress and world.is_main, desc=f"epoch {epoch}", total=total)
+    batches = iter(bar)
+    while state.steps < total:
+        try:
+            clips, pids, _ = next(batches)
+        except StopIteration:
             break
-    return mean_over_ranks({name: value / max(steps, 1) for name, value in totals.items()}, world)
+        except RuntimeError:  # a data loader worker ended by the same Ctrl-C
+            if stop.signal_name is not None:
+                return True
+            raise
+        clips, pids = clips.to(world.device, non_blocking=True), pids.to(world.device, non_blocking=True)
+        try:
+            stats = train_step(model, criterion, optimizer, clips, pids, settings, world)
+        except NonFiniteLoss as err:
+            raise NonFiniteLoss(f"epoch {epoch}, step {state.steps + 1}: {err}") from None
+        state.add(stats)
+        if hasattr(bar, "set_postfix") and state.totals:
+            bar.set_postfix(
+                loss=f"{state.totals['loss'] / state.steps:.3f}",
+                acc=f"{state.totals['acc'] / state.steps:.2f}",
+            )
+        if state.steps < total and stop.requested(world):
+            return True
+    return False
 
 
 def _train_loader(data: VideoReIDData, settings: TrainSettings, world: World) -> DataLoader:
@@ -328,6 +427,7 @@ def _train_loader(data: VideoReIDData, settings: TrainSettings, world: World) ->
         settings.size,
         "rrs",
         clip_transforms(settings.size, train=True, erasing=settings.erasing),
+        name=f"{data.name} train".strip(),
     )
     sampler = RankBatchSampler(
         PKBatchSampler(dataset.labels, settings.P, settings.K, seed=settings.seed), world
@@ -342,26 +442,35 @@ def _train_loader(data: VideoReIDData, settings: TrainSettings, world: World) ->
     )
 
 
-def _plot_history(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss and mAP / rank-1 per epoch, as a PNG (skipped without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    trained = [h for h in history if "loss" in h]
-    left.plot([h["epoch"] for h in trained], [h["loss"] for h in trained], marker="o")
-    left.set(xlabel="epoch", ylabel="training loss (CE + triplet)")
-    for key, label in (("mAP", "mAP"), ("rank1", "rank-1")):
-        right.plot([h["epoch"] for h in history], [100 * h[key] for h in history], marker="o", label=label)
-    right.set(xlabel="epoch", ylabel="%")
-    right.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+def _resume_state(
+    path: str | Path,
+    world: World,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Scheduler,
+    say: Log,
+) -> tuple[list[dict[str, Any]], int, _EpochState]:
+    """Load a checkpoint into the model, optimizer and scheduler: (history, next epoch, its state so far)."""
+    path = Path(path) / "checkpoint.pt" if Path(path).is_dir() else Path(path)
+    state = load_checkpoint(path, map_location=world.device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    saved = state["random_states"]
+    partial = state.get("partial") or {"steps": 0, "totals": [None] * len(saved)}
+    epoch_state = _EpochState(int(partial["steps"]), partial["totals"][world.rank % len(saved)])
+    if epoch_state.steps:  # mid-epoch: once the epoch's data loader exists, as in the stopped run
+        epoch_state.random_states = saved[world.rank % len(saved)]
+    else:
+        set_random_states(saved[world.rank % len(saved)])
+    if len(saved) != world.size:
+        say(
+            f"resuming a run of {len(saved)} process(es) on {world.size}: the global batches come in the "
+            f"same order, the random augmentations differ from those the stopped run would have drawn"
+        )
+    where = f", step {epoch_state.steps} of epoch {int(state['epoch']) + 1}" if epoch_state.steps else ""
+    say(f"resumed from {path} at epoch {state['epoch']}{where}")
+    return list(state["history"]), int(state["epoch"]) + 1, epoch_state
 
 
 def fit(
@@ -370,44 +479,54 @@ def fit(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     log: Log = print,
+    model_factory: ModelFactory = build_model,
+    loss_factory: LossFactory = build_loss,
+    optimizer_factory: OptimizerFactory = build_optimizer,
+    tensorboard: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Train on ``data.train`` and evaluate on ``data.query`` / ``data.gallery``; returns the history.
 
-    The history lists one entry per evaluation, ``{"epoch": e, "mAP": ..., "rank1": ..., ..., "loss": ...}``
-    (epoch 0: before training), after every ``settings.eval_every`` epochs and after the last. With ``out``,
-    rank 0 writes ``metrics.json`` (``{"epochs": history}``), ``checkpoint.pt`` (every epoch), ``model.pt``
-    (:func:`~lstrl_layers.reid.checkpoint.load_model` rebuilds it) and ``history.png``. ``resume`` (a
-    checkpoint or a folder holding ``checkpoint.pt``) continues a run: on the CPU with the same settings, the
-    history is the one of the run that was never stopped, value for value.
+    The history lists one entry per evaluation, ``{"epoch": e, "mAP": ..., "mINP": ..., "rank1": ..., ...,
+    "loss": ...}`` (epoch 0: before training), after every ``settings.eval_every`` epochs and after the last.
+    With ``out``, rank 0 writes ``metrics.json`` (``{"epochs": history}``), ``checkpoint.pt`` (every epoch),
+    ``model.pt`` (:func:`~lstrl_layers.reid.checkpoint.load_model` rebuilds it; timm backbones), and the
+    pictures ``history.png``, ``cmc.png`` and ``ranked.png`` (the worst queries and their top matches), every
+    file atomically; with ``tensorboard``, TensorBoard scalars there.
+
+    Your own variant trains with the same loop through the factories: ``model_factory(settings,
+    num_classes)`` (default :func:`build_model`; a model returning ``(logits, features)`` in train mode and
+    embeddings in eval mode), ``loss_factory(settings)`` (default :func:`build_loss`, a
+    :class:`~lstrl_layers.reid.ReIDLoss`) and ``optimizer_factory(settings, model)`` (default
+    :func:`build_optimizer`: ``(optimizer, scheduler)``, the scheduler stepped once per epoch).
+
+    ``resume`` (a checkpoint or a folder holding ``checkpoint.pt``) continues a run: on the CPU with the same
+    settings and ``workers=0``, the history is the one of the run that was never stopped, value for value;
+    with another number of processes, the global batches keep their order. SIGTERM or SIGINT (Ctrl-C) stop the
+    run after the current step: the checkpoint is written (mid-epoch included) and
+    :class:`TrainingInterrupted` is raised; a second Ctrl-C stops at once.
+
+    Raises:
+        NonFiniteLoss: the loss became NaN or infinite (the message names the epoch and step); the step is
+            not applied and the checkpoint of the last finished epoch is kept.
+        TrainingInterrupted: SIGTERM or SIGINT, after the checkpoint is written.
     """
     world = init_world(settings.device)
+    reporter: Reporter | None = None
     try:
         out = Path(out) if out is not None else None
         say = log if world.is_main else (lambda message: None)
         seed_everything(settings.seed + world.rank)
-        model = build_model(settings, data.num_train_ids).to(world.device)
+        model = model_factory(settings, data.num_train_ids).to(world.device)
         if settings.sync_bn:
             if not world.device.startswith("cuda"):
                 raise ValueError(f"sync_bn needs CUDA (SyncBatchNorm), got device {world.device!r}")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        criterion = ReIDLoss(margin=settings.margin, label_smoothing=settings.label_smoothing)
-        optimizer = torch.optim.Adam(
-            [p for p in model.parameters() if p.requires_grad],
-            lr=settings.lr,
-            weight_decay=settings.weight_decay,
-        )
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.step, gamma=settings.gamma)
+        criterion = loss_factory(settings)
+        optimizer, scheduler = optimizer_factory(settings, model)
         history: list[dict[str, Any]] = []
-        start_epoch = 1
+        start_epoch, epoch_state = 1, _EpochState()
         if resume is not None:
-            path = Path(resume) / "checkpoint.pt" if Path(resume).is_dir() else Path(resume)
-            state = load_checkpoint(path, map_location=world.device)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history, start_epoch = list(state["history"]), int(state["epoch"]) + 1
-            set_random_states(state["random_states"][world.rank])
-            say(f"resumed from {path} at epoch {state['epoch']}")
+            history, start_epoch, epoch_state = _resume_state(resume, world, model, optimizer, scheduler, say)
         net: nn.Module = model
         if world.distributed:
             device_ids = [world.device] if world.device.startswith("cuda") else None
@@ -418,57 +537,87 @@ def fit(
             f"BME={settings.bme}): {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
             f"{data.num_train_ids} classes, {world.size} x {world.device}"
         )
+        reporter = Reporter(out, tensorboard) if world.is_main else Reporter(None)
 
-        def save(epoch: int) -> None:
+        def save(epoch: int, partial: _EpochState | None = None) -> None:
+            """A checkpoint after ``epoch`` finished epochs (and ``partial``'s steps of the next one)."""
             states = all_gather_objects(random_states(), world)
+            totals = all_gather_objects(partial.totals if partial is not None else None, world)
             if out is None or not world.is_main:
                 return
-            (out / "metrics.json").write_text(json.dumps({"epochs": history}, indent=2) + "\n")
+            reporter.history(history)  # type: ignore[union-attr]
             save_checkpoint(
                 out / "checkpoint.pt",
                 model=model.state_dict(),
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 epoch=epoch,
+                partial=None if partial is None else {"steps": partial.steps, "totals": totals},
                 history=history,
                 settings=asdict(settings),
                 num_classes=data.num_train_ids,
                 random_states=states,
             )
 
+        ranking: _Ranking | None = None
+        with _stop_on_signals() as stop:
+            if start_epoch == 1 and not epoch_state.steps:
+                metrics, ranking = _rank(net, data, settings, world)
+                history.append({"epoch": 0, **metrics})
+                reporter.evaluation(0, metrics)
+                say(f"epoch 0 (before training): {_summary(metrics)}")
+                save(0)
+            for epoch in range(start_epoch, settings.epochs + 1):
+                if stop.requested(world):
+                    raise TrainingInterrupted(str(stop.signal_name), epoch, 0, _checkpoint(out))
+                tic = time.time()
+                loader.batch_sampler.set_epoch(epoch, skip=epoch_state.steps)  # type: ignore[union-attr]
+                if _train_epoch(net, loader, criterion, optimizer, settings, world, epoch, epoch_state, stop):
+                    save(epoch - 1, epoch_state)
+                    raise TrainingInterrupted(
+                        str(stop.signal_name), epoch, epoch_state.steps, _checkpoint(out)
+                    )
+                totals = epoch_state.totals or {}
+                stats = mean_over_ranks({k: v / max(epoch_state.steps, 1) for k, v in totals.items()}, world)
+                epoch_state = _EpochState()
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                reporter.train_epoch(epoch, stats, lr)
+                parts = {k: stats.get(k, math.nan) for k in ("loss", "ce", "triplet", "acc")}
+                line = (
+                    f"epoch {epoch}/{settings.epochs}: loss {parts['loss']:.3f} (ce {parts['ce']:.3f}, "
+                    f"triplet {parts['triplet']:.3f}), train acc {100 * parts['acc']:.1f}, lr {lr:.2e}, "
+                    f"{time.time() - tic:.0f}s"
+                )
+                if epoch % settings.eval_every == 0 or epoch == settings.epochs:
+                    metrics, ranking = _rank(net, data, settings, world)
+                    history.append({"epoch": epoch, **metrics, "loss": parts["loss"]})
+                    reporter.evaluation(epoch, metrics)
+                    line += "; " + _summary(metrics)
+                say(line)
+                save(epoch)
         if out is not None and world.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        if start_epoch == 1:
-            metrics = evaluate(net, data, settings, world)
-            history.append({"epoch": 0, **metrics})
-            say(
-                f"epoch 0 (before training): mAP {100 * metrics['mAP']:.1f} "
-                f"rank-1 {100 * metrics['rank1']:.1f}"
-            )
-            save(0)
-        for epoch in range(start_epoch, settings.epochs + 1):
-            tic = time.time()
-            loader.batch_sampler.set_epoch(epoch)  # type: ignore[union-attr]
-            stats = _train_epoch(net, loader, criterion, optimizer, settings, world, epoch)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            line = (
-                f"epoch {epoch}/{settings.epochs}: loss {stats['loss']:.3f} (ce {stats['ce']:.3f}, triplet "
-                f"{stats['triplet']:.3f}), train acc {100 * stats['acc']:.1f}, lr {lr:.2e}, "
-                f"{time.time() - tic:.0f}s"
-            )
-            if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-                metrics = evaluate(net, data, settings, world)
-                history.append({"epoch": epoch, **metrics, "loss": stats["loss"]})
-                line += "; " + ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in ("mAP", "rank1", "rank5"))
-            say(line)
-            save(epoch)
-        if out is not None and world.is_main:
-            save_model(out / "model.pt", model)
-            _plot_history(history, out / "history.png")
+            if isinstance(model, VideoReIDNet) and isinstance(model.config["backbone"], str):
+                save_model(out / "model.pt", model)
+            if ranking is not None:
+                reporter.pictures(_draw_pictures(ranking, data))
         return history
     finally:
+        if reporter is not None:
+            reporter.close()
         close_world(world)
+
+
+def _checkpoint(out: Path | None) -> Path | None:
+    return None if out is None else out / "checkpoint.pt"
+
+
+_SUMMARY = ("mAP", "mINP", "rank1", "rank5", "rank10", "rank20", "rerank_mAP", "rerank_mINP", "rerank_rank1")
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    """``mAP 61.2, mINP 30.1, rank1 70.8, ...`` (and the re-ranked figures), in percent."""
+    return ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in _SUMMARY if k in metrics)
 
 
 def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VideoReIDNet, dict[str, Any] | None]:
@@ -498,21 +647,19 @@ def evaluate_trained(
     log: Log = print,
 ) -> dict[str, float]:
     """Evaluate a trained model (training checkpoint or model file) on ``data``; rank 0 writes
-    ``OUT/eval.json``. Sharded over the processes under ``torchrun``, like :func:`fit`'s evaluation."""
+    ``OUT/eval.json``, ``OUT/cmc.png`` and ``OUT/ranked.png``. Sharded over the processes under
+    ``torchrun``, like :func:`fit`'s evaluation."""
     world = init_world(settings.device)
     try:
         model, _ = load_trained(path, world.device)
-        metrics = evaluate(model, data, settings, world)
+        metrics, ranking = _rank(model, data, settings, world)
         if world.is_main:
-            log(
-                ", ".join(
-                    f"{k} {100 * metrics[k]:.1f}" for k in ("mAP", "rank1", "rank5", "rank10", "rank20")
-                )
-            )
-            if out is not None:
-                Path(out).mkdir(parents=True, exist_ok=True)
-                record = {"model": str(path), "test_sampling": settings.test_sampling, **metrics}
-                (Path(out) / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
+            log(_summary(metrics))
+            reporter = Reporter(out)
+            record = {"model": str(path), "test_sampling": settings.test_sampling, **metrics}
+            reporter.json("eval.json", record)
+            if ranking is not None:
+                reporter.pictures(_draw_pictures(ranking, data))
         return metrics
     finally:
         close_world(world)

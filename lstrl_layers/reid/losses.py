@@ -139,6 +139,11 @@ class ReIDLoss(nn.Module):
     ``forward(logits, features, labels)``: logits ``(N, num_classes)``, features ``(N, D)``, labels ``(N,)``
     integers in ``[0, num_classes)`` (checked before the loss, so that a bad label on a GPU gives this error
     rather than a device-side assert).
+
+    Across processes (DDP), pass ``mining=(features, labels)`` of the whole global batch (this process's
+    rows keeping their gradient): the triplet term then mines over the global batch, as one process on the
+    whole batch would, and ``triplet_scale`` (the number of processes) undoes DDP's averaging of a term that
+    every process computes in full. The logged parts stay unscaled.
     """
 
     def __init__(
@@ -159,7 +164,14 @@ class ReIDLoss(nn.Module):
         self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.triplet = BatchHardTripletLoss(margin)
 
-    def forward(self, logits: Tensor, features: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self,
+        logits: Tensor,
+        features: Tensor,
+        labels: Tensor,
+        mining: tuple[Tensor, Tensor] | None = None,
+        triplet_scale: float = 1.0,
+    ) -> tuple[Tensor, dict[str, float]]:
         _check_features("logits", logits, "(N, num_classes)")
         _check_labels(labels, logits, "logits")
         num_classes = logits.shape[1]
@@ -170,6 +182,11 @@ class ReIDLoss(nn.Module):
                 f"got {int(bad)}"
             )
         ce = self.cross_entropy(logits.float(), labels)
-        triplet = self.triplet(features, labels)
-        total = self.ce_weight * ce + self.triplet_weight * triplet
-        return total, {"ce": float(ce.detach()), "triplet": float(triplet.detach())}
+        triplet = self.triplet(*(mining if mining is not None else (features, labels)))
+        total = self.ce_weight * ce + self.triplet_weight * triplet_scale * triplet
+        ce_value, triplet_value = float(ce.detach()), float(triplet.detach())
+        return total, {
+            "loss": self.ce_weight * ce_value + self.triplet_weight * triplet_value,
+            "ce": ce_value,
+            "triplet": triplet_value,
+        }

@@ -12,14 +12,18 @@ Protocol (as in the MARS and iLIDS-VID evaluations): for each query the gallery 
 
 CMC at rank ``k`` is the fraction of the scored queries with a true match among the first ``k`` remaining
 entries; AP is the mean, over the query's true matches, of the precision at each match's rank; mAP averages
-AP over scored queries. Equal distances keep the gallery order (stable sort). A distance of ``+inf`` ranks a
-pair last (use it to mask pairs out); NaN has no rank and is refused.
+AP over scored queries. INP (inverse negative penalty, Ye et al., "Deep Learning for Person
+Re-identification: A Survey and Outlook", TPAMI 2021) is the number of the query's true matches divided by
+the rank of its last (hardest) one, i.e. the precision at that rank: how much of the list must be read to
+find every match; mINP averages INP over scored queries. INP is not bounded by AP (true matches at ranks 2
+and 3: AP 7/12, INP 2/3). Equal distances keep the gallery order (stable sort). A distance of ``+inf`` ranks
+a pair last (use it to mask pairs out); NaN has no rank and is refused.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,10 +73,11 @@ def pairwise_distances(query: Tensor, gallery: Tensor, metric: str = "euclidean"
 
 @dataclass
 class ReIDResult:
-    """CMC and mAP over the scored queries (fractions in ``[0, 1]``)."""
+    """CMC, mAP and mINP over the scored queries (fractions in ``[0, 1]``)."""
 
     cmc: np.ndarray  # cmc[k - 1] = rank-k accuracy, k = 1..max_rank
     mAP: float
+    mINP: float  # mean inverse negative penalty: matches / rank of the last match, averaged
     num_queries: int
     num_skipped: int  # queries without any valid match in the gallery
     ranks: tuple[int, ...] = field(default=(1, 5, 10, 20))
@@ -85,8 +90,8 @@ class ReIDResult:
         return float(self.cmc[k - 1])
 
     def as_dict(self) -> dict[str, float | int]:
-        """``{"mAP", "rank1", "rank5", ..., "num_queries", "num_skipped"}`` (ranks up to ``max_rank``)."""
-        out: dict[str, float | int] = {"mAP": self.mAP}
+        """``{"mAP", "mINP", "rank1", "rank5", ..., "num_queries", "num_skipped"}``, ranks to ``max_rank``."""
+        out: dict[str, float | int] = {"mAP": self.mAP, "mINP": self.mINP}
         out.update({f"rank{k}": self.rank(k) for k in self.ranks if k <= len(self.cmc)})
         out.update(num_queries=self.num_queries, num_skipped=self.num_skipped)
         return out
@@ -95,7 +100,7 @@ class ReIDResult:
         ranks = ", ".join(f"R-{k} {100 * self.rank(k):.1f}" for k in self.ranks if k <= len(self.cmc))
         skipped = f" ({self.num_skipped} skipped: no match)" if self.num_skipped else ""
         scored = self.num_queries - self.num_skipped
-        return f"mAP {100 * self.mAP:.1f}, {ranks} over {scored} queries{skipped}"
+        return f"mAP {100 * self.mAP:.1f}, mINP {100 * self.mINP:.1f}, {ranks} over {scored} queries{skipped}"
 
 
 def _as_distances(distances: object) -> np.ndarray:
@@ -130,7 +135,7 @@ def evaluate_ranking(
     max_rank: int = 20,
     junk_ids: Iterable[int] = (-1,),
 ) -> ReIDResult:
-    """CMC up to ``max_rank`` and mAP of a ``(Q, G)`` distance matrix (smaller is closer).
+    """CMC up to ``max_rank``, mAP and mINP of a ``(Q, G)`` distance matrix (smaller is closer).
 
     See the module docstring for the protocol. ``junk_ids``: identities that are neither matches nor
     negatives (MARS: ``(-1,)``; ``()`` for none). A query with fewer than ``max_rank`` valid gallery
@@ -145,6 +150,49 @@ def evaluate_ranking(
         ValueError: NaN distances, shapes that do not match, an empty query set or gallery, or no query with
             a valid match in the gallery (nothing to score).
     """
+    inputs = _ranking_inputs(distances, query_ids, gallery_ids, query_cams, gallery_cams, junk_ids)
+    check_int("max_rank", max_rank)
+    cmc_sum = np.zeros(max_rank)
+    average_precisions, inverse_negative_penalties = [], []
+    for _, _, matches in _scored_rankings(inputs):
+        first_hit = int(np.argmax(matches))
+        if first_hit < max_rank:
+            cmc_sum[first_hit:] += 1
+        average_precisions.append(_average_precision(matches))
+        inverse_negative_penalties.append(_inverse_negative_penalty(matches))
+    scored = len(average_precisions)
+    if not scored:
+        raise _nothing_to_score(inputs)
+    return ReIDResult(
+        cmc=cmc_sum / scored,
+        mAP=float(np.mean(average_precisions)),
+        mINP=float(np.mean(inverse_negative_penalties)),
+        num_queries=len(inputs.query_ids),
+        num_skipped=len(inputs.query_ids) - scored,
+    )
+
+
+@dataclass(frozen=True)
+class _RankingInputs:
+    """The checked arguments of :func:`evaluate_ranking`, as NumPy arrays."""
+
+    distances: np.ndarray  # (Q, G) float64
+    query_ids: np.ndarray  # (Q,) int64, and so on
+    gallery_ids: np.ndarray
+    query_cams: np.ndarray
+    gallery_cams: np.ndarray
+    junk_ids: np.ndarray
+
+
+def _ranking_inputs(
+    distances: object,
+    query_ids: object,
+    gallery_ids: object,
+    query_cams: object,
+    gallery_cams: object,
+    junk_ids: object,
+) -> _RankingInputs:
+    """The distances and labels of a ranking, checked (see :func:`evaluate_ranking` for what is refused)."""
     dist = _as_distances(distances)
     q_ids, g_ids = integer_labels("query_ids", query_ids), integer_labels("gallery_ids", gallery_ids)
     q_cams, g_cams = integer_labels("query_cams", query_cams), integer_labels("gallery_cams", gallery_cams)
@@ -158,39 +206,49 @@ def evaluate_ranking(
         raise ValueError(
             f"the query set and the gallery must not be empty, got distances of shape {dist.shape}"
         )
-    check_int("max_rank", max_rank)
     if isinstance(junk_ids, (str, bytes)) or not isinstance(junk_ids, Iterable):
         raise TypeError(f"junk_ids must be a list of identities, e.g. (-1,) or (), got {got(junk_ids)}")
-    junk_ids = list(junk_ids)
-    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in junk_ids):
-        raise TypeError(f"junk_ids must hold integer identities, got {junk_ids!r}")
-    junk_ids = np.array(junk_ids, dtype=np.int64)
-    junk = np.isin(g_ids, junk_ids)
-    cmc_sum = np.zeros(max_rank)
-    average_precisions = []
-    for q in range(len(q_ids)):
-        order = np.argsort(dist[q], kind="stable")
-        excluded = junk[order] | ((g_ids[order] == q_ids[q]) & (g_cams[order] == q_cams[q]))
-        matches = (g_ids[order] == q_ids[q])[~excluded]
-        if q_ids[q] in junk_ids or not matches.any():
+    junk = list(junk_ids)
+    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in junk):
+        raise TypeError(f"junk_ids must hold integer identities, got {junk!r}")
+    return _RankingInputs(dist, q_ids, g_ids, q_cams, g_cams, np.array(junk, dtype=np.int64))
+
+
+def _scored_rankings(inputs: _RankingInputs) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(query, gallery, matches)`` for each query that can be scored, in query order.
+
+    ``gallery``: the indices of the gallery entries left after the exclusions, closest first; ``matches``:
+    which of them are true matches (at least one is).
+    """
+    junk = np.isin(inputs.gallery_ids, inputs.junk_ids)
+    for q, (identity, camera) in enumerate(zip(inputs.query_ids, inputs.query_cams)):
+        if identity in inputs.junk_ids:
             continue
-        first_hit = int(np.argmax(matches))
-        if first_hit < max_rank:
-            cmc_sum[first_hit:] += 1
-        hit_ranks = np.flatnonzero(matches) + 1  # 1-based ranks of the true matches
-        precision_at_hits = np.arange(1, len(hit_ranks) + 1) / hit_ranks
-        average_precisions.append(float(precision_at_hits.mean()))
-    scored = len(average_precisions)
-    if not scored:
-        raise ValueError(
-            f"no query has a valid match in the gallery ({len(q_ids)} queries, {len(g_ids)} gallery "
-            "entries): a match needs the query's identity, a camera other than the query's, and an identity "
-            f"not in junk_ids={tuple(int(i) for i in junk_ids)}; check that the query and gallery labels "
-            "belong together"
-        )
-    return ReIDResult(
-        cmc=cmc_sum / scored,
-        mAP=float(np.mean(average_precisions)),
-        num_queries=len(q_ids),
-        num_skipped=len(q_ids) - scored,
+        order = np.argsort(inputs.distances[q], kind="stable")
+        same = inputs.gallery_ids[order] == identity
+        kept = order[~(junk[order] | (same & (inputs.gallery_cams[order] == camera)))]
+        matches = inputs.gallery_ids[kept] == identity
+        if matches.any():
+            yield q, kept, matches
+
+
+def _average_precision(matches: np.ndarray) -> float:
+    """The mean, over the true matches of a ranked list, of the precision at each match's rank."""
+    hit_ranks = np.flatnonzero(matches) + 1  # 1-based ranks of the true matches
+    return float((np.arange(1, len(hit_ranks) + 1) / hit_ranks).mean())
+
+
+def _inverse_negative_penalty(matches: np.ndarray) -> float:
+    """The number of true matches of a ranked list over the rank of the last one."""
+    hit_ranks = np.flatnonzero(matches) + 1
+    return float(len(hit_ranks) / hit_ranks[-1])
+
+
+def _nothing_to_score(inputs: _RankingInputs) -> ValueError:
+    """The error for a ranking in which no query has a valid match."""
+    return ValueError(
+        f"no query has a valid match in the gallery ({len(inputs.query_ids)} queries, "
+        f"{len(inputs.gallery_ids)} gallery entries): a match needs the query's identity, a camera other "
+        f"than the query's, and an identity not in junk_ids={tuple(int(i) for i in inputs.junk_ids)}; check "
+        "that the query and gallery labels belong together"
     )
