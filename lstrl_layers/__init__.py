@@ -1,12 +1,16 @@
 """LSTRL blocks (MAE, BME) for video person re-identification with any CNN."""
 
-from ._stages import blocks_of
-from .block import LSTRLBlock
-from .bme import BME
-from .flops import count_macs, flop_counter_mode
-from .inject import inject_lstrl, set_num_frames
-from .mae import MAE
-from .reid_net import VideoReIDNet
+from ._compat import check_torchvision
+
+check_torchvision()  # before timm imports it: a torch / torchvision mismatch in one line
+
+from ._stages import blocks_of  # noqa: E402
+from .block import LSTRLBlock  # noqa: E402
+from .bme import BME  # noqa: E402
+from .flops import count_macs, flop_counter_mode  # noqa: E402
+from .inject import inject_lstrl, set_num_frames  # noqa: E402
+from .mae import MAE  # noqa: E402
+from .reid_net import VideoReIDNet  # noqa: E402
 
 __all__ = [
     "BME",
@@ -19,4 +23,4 @@ __all__ = [
     "inject_lstrl",
     "set_num_frames",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest_plugins = ("pytester",)  # tests/test_device_option.py runs pytest with this file's options
-
 _DEVICE = pytest.StashKey[torch.device]()
 
 

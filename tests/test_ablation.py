@@ -36,6 +36,7 @@ def test_blind_ceiling_is_the_expected_ap_of_a_random_order_of_matches_and_decoy
     assert ceiling["mAP"] == pytest.approx(49 / 72) and ceiling["rank1"] == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--steps", "1", "--seeds", "2", "--variants", "Baseline", "+BME", "--identities", "8", "4"]
     argv += ["--jobs", "1", "--no-progress"]

@@ -78,6 +78,7 @@ def _following(lines: list[str], label: str, which: str) -> list[str]:
     return row[len(f"  {which}") :].split()
 
 
+@pytest.mark.slow
 def test_run_writes_every_section_to_json(old_run: tuple[subprocess.CompletedProcess, Path]) -> None:
     completed, _ = old_run
     assert "Table 3" in completed.stdout and "Blocks at layer2" in completed.stdout
@@ -251,6 +252,7 @@ def test_plot_needs_matplotlib(flops: types.ModuleType, capsys: Any, monkeypatch
     assert "pip install matplotlib" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_attention_only_runs() -> None:
     args = ["--clips", "1", "--positions", "64", "--extra-queries", "9", "--dim", "8", "--repeat", "1"]
     completed = subprocess.run(
@@ -281,6 +283,7 @@ def test_attention_only_refuses_a_wrong_flag_at_once(capsys: Any, argv: list[str
     assert err.startswith("usage:") and flag in err.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_placements_counts_the_papers_model_and_every_placement(capsys: pytest.CaptureFixture) -> None:
     placements = _load("placements")
     rows = {row["placement"]: row for row in placements.main(["-T", "2", "--size", "64", "32"])}

@@ -94,6 +94,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_two_processes_step_like_one_process_on_the_union(tmp_path: Path) -> None:
     """gloo, BatchNorm statistics frozen (so that the split cannot change them): a wrong sampler split, a loss
     averaged twice or a gradient that skips a rank would all change the parameters after one step."""
@@ -132,6 +133,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_after_any_epoch_gives_the_same_metrics(tmp_path: Path) -> None:
     data = _tiny_data()
     settings = _tiny_settings()

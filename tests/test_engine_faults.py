@@ -224,6 +224,7 @@ CLI_TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_resume_gives_the_uninterrupted_history(tmp_path: Path) -> None:
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     reference = _run_cli([*CLI_TINY, "--out", str(whole)])
@@ -256,6 +257,7 @@ class _SignalOnThirdStep(ReIDLoss):
         return super().forward(*args, **kwargs)
 
 
+@pytest.mark.slow
 def test_a_stop_in_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     settings = _settings(epochs=3, max_steps=None)
     expected = fit(settings, _data(), log=_quiet)
@@ -286,6 +288,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_resume_on_another_number_of_processes_keeps_the_global_batches(tmp_path: Path) -> None:
     mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     assert len(load_checkpoint(tmp_path / "checkpoint.pt")["random_states"]) == 2

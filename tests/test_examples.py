@@ -70,6 +70,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_and_checkpoint(trained: Path) -> None:
     metrics = json.loads((trained / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [0, 1]
@@ -80,6 +81,7 @@ def test_train_writes_metrics_and_checkpoint(trained: Path) -> None:
     assert "epoch 1/1" in (trained / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_train_resumes(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
     out.mkdir()

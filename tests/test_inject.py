@@ -325,6 +325,7 @@ def test_bf16_autocast_stays_close(device: torch.device) -> None:
     assert torch.nn.functional.cosine_similarity(got.float(), expected).min() > 0.99
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager(device: torch.device) -> None:
     model = inject_lstrl(_plain("resnet18", device), [2, 3], num_frames=NUM_FRAMES)
     _randomize_blocks(model)
@@ -358,6 +359,7 @@ def test_torch_jit_trace_matches_eager(device: torch.device) -> None:
         torch.testing.assert_close(traced(other), model(other), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_onnxruntime(tmp_path) -> None:
     import onnxruntime  # the dev extra installs it
 

@@ -109,6 +109,7 @@ def test_deepcopy_runs_the_copys_blocks(device: torch.device) -> None:
         assert not torch.allclose(clone(x), model(x), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager(device: torch.device) -> None:
     model = inject_lstrl(_resnet(50, device), ["layer2", "layer3"], num_frames=NUM_FRAMES)
     _randomize_blocks(model)
@@ -118,6 +119,7 @@ def test_torch_compile_matches_eager(device: torch.device) -> None:
         torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_onnxruntime(tmp_path) -> None:
     import onnxruntime
 
@@ -323,6 +325,7 @@ def test_distributed_data_parallel_is_refused_with_the_way_out(tmp_path) -> None
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("into", ["original", "compiled"])
 def test_a_model_compiled_and_run_before_the_injection_runs_the_blocks(
     into: str, device: torch.device
@@ -344,6 +347,7 @@ def test_a_model_compiled_and_run_before_the_injection_runs_the_blocks(
         torch.testing.assert_close(compiled(x), eager, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_model_injected_then_compiled_runs_the_blocks(device: torch.device) -> None:
     model = inject_lstrl(_resnet(18, device), ["layer3"], num_frames=NUM_FRAMES)
     _randomize_blocks(model)

@@ -199,6 +199,7 @@ def test_plot_cmc_bad_arguments(
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_the_package_imports_without_matplotlib() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"

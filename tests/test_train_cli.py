@@ -283,6 +283,7 @@ def commands(
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", SUBPROCESS_CASES)
 def test_command_refuses_wrong_input(
     case: str, commands: dict[str, tuple[int, str, str, Path]], files: dict[str, Path]
