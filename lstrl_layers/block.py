@@ -31,7 +31,8 @@ class LSTRLBlock(_ClipBlock):
         bme: include the BME branch.
         zero_init: identity at construction (passed to both branches).
         layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
-        device, dtype: of the parameters (e.g. ``device="meta"`` to build without allocating).
+        device: of the parameters (e.g. ``"meta"`` to build without allocating).
+        dtype: of the parameters.
         mae_kwargs: further keyword arguments of :class:`MAE` (``reduction``, ``granularities``, ``scale``).
         bme_kwargs: further keyword arguments of :class:`BME` (``reduction``, ``directions``, ``mode``,
             ``edge``, ``act_layer``).

@@ -69,7 +69,8 @@ class BME(_ClipBlock):
             ``False``: PyTorch's default initialization of every convolution (the paper's block, not the
             identity). The parameters are the paper's in both cases.
         layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
-        device, dtype: of the parameters (e.g. ``device="meta"`` to build without allocating).
+        device: of the parameters (e.g. ``"meta"`` to build without allocating).
+        dtype: of the parameters.
 
     Shape:
         - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or clips

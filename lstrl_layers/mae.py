@@ -63,7 +63,8 @@ class MAE(_ClipBlock):
         zero_init: zero :math:`\omega_2` (weight and bias) so the block is the identity at construction, as in
             non-local blocks; gradients still reach :math:`\omega_2` through :math:`[A_1..A_4]`.
         layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
-        device, dtype: of the parameters (e.g. ``device="meta"`` to build without allocating).
+        device: of the parameters (e.g. ``"meta"`` to build without allocating).
+        dtype: of the parameters.
 
     Shape:
         - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or clips

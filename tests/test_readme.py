@@ -1,4 +1,5 @@
-"""Every ```python block of README.md runs as written, on its own, without internet or data."""
+"""Every ```python block of README.md and of the docs pages runs as written, on its own, without internet or
+data."""
 
 from __future__ import annotations
 
@@ -10,26 +11,39 @@ from pathlib import Path
 import pytest
 import torch
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
 def _python_blocks() -> list[tuple[str, str]]:
-    """``(README.md:LINE, code)`` of each python block, LINE being the line of its opening fence."""
-    text = README.read_text(encoding="utf-8")
-    return [
-        (f"README.md:{text.count(chr(10), 0, match.start()) + 1}", match.group(1))
-        for match in PYTHON_BLOCK.finditer(text)
-    ]
+    """``(PAGE:LINE, code)`` of each python block, LINE being the line of its opening fence."""
+    blocks = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        name = page.relative_to(ROOT)
+        blocks += [
+            (f"{name}:{text.count(chr(10), 0, match.start()) + 1}", match.group(1))
+            for match in PYTHON_BLOCK.finditer(text)
+        ]
+    return blocks
 
 
 BLOCKS = _python_blocks()
 
 
 def test_every_python_block_is_found() -> None:
-    text = README.read_text(encoding="utf-8")
-    opening_fences = len(re.findall(r"^```python[ \t]*$", text, re.MULTILINE))
-    assert BLOCKS and len(BLOCKS) == opening_fences  # none is skipped by the pattern below
+    fences = sum(
+        len(re.findall(r"^```python[ \t]*$", p.read_text(encoding="utf-8"), re.MULTILINE)) for p in PAGES
+    )
+    assert BLOCKS and len(BLOCKS) == fences  # none is skipped by the pattern below
+    assert {where.split(":")[0] for where, _ in BLOCKS} >= {"README.md", "docs/your-own-model.md"}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_pages_link_to_pages_that_exist(page: Path) -> None:
+    for target in re.findall(r"\]\(([^)#:]+\.(?:md|png))\)", page.read_text(encoding="utf-8")):
+        assert (page.parent / target).is_file(), f"{page.name} links to {target}, which does not exist"
 
 
 @pytest.fixture

@@ -134,7 +134,8 @@ class ReIDLoss(nn.Module):
     Args:
         margin: triplet margin (paper: 0.3; ``None``: soft margin).
         label_smoothing: of the cross-entropy (paper: none given; ``0.0``).
-        ce_weight, triplet_weight: weights of the two terms (paper: 1 and 1), finite, ``>= 0``, not both 0.
+        ce_weight: weight of the cross-entropy (paper: 1), finite, ``>= 0``.
+        triplet_weight: weight of the triplet term (paper: 1), finite, ``>= 0``; not both weights 0.
 
     ``forward(logits, features, labels)``: logits ``(N, num_classes)``, features ``(N, D)``, labels ``(N,)``
     integers in ``[0, num_classes)`` (checked before the loss, so that a bad label on a GPU gives this error

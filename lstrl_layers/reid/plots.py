@@ -162,9 +162,10 @@ def plot_ranked(
     Every clip is a 120 x 240 pixel cell: the picture is ``120 * (top_k + 1)`` pixels wide and ``240`` per
     row high. The frames are all fetched and checked before anything is drawn.
 
+    ``distances``, ``query_ids``, ``gallery_ids``, ``query_cams``, ``gallery_cams`` and ``junk_ids`` are as
+    for :func:`~lstrl_layers.reid.evaluate_ranking`.
+
     Args:
-        distances, query_ids, gallery_ids, query_cams, gallery_cams, junk_ids: as for
-            :func:`~lstrl_layers.reid.evaluate_ranking`.
         query_frames: query index -> one frame of that clip, a float ``(3, H, W)`` tensor in ``[0, 1]``.
         gallery_frames: gallery index -> one frame of that clip, likewise.
         path: the ``.png`` file to write (its folder is created if missing).

@@ -153,9 +153,8 @@ def synthetic_motion_reid(
     ``tests/test_synthetic.py`` finds the figure's feet in the frames and checks the direction of each
     identity's motion and that the feet move by more than a stride-8 cell over a tracklet.
 
-    Args:
-        num_train_ids, num_test_ids: identities in each part, even numbers (pairs).
-        Other arguments: as :func:`synthetic_video_reid`.
+    ``num_train_ids`` and ``num_test_ids`` (identities in each part) must be even numbers (pairs); the other
+    arguments are those of :func:`synthetic_video_reid`.
     """
     for name, value in (("num_train_ids", num_train_ids), ("num_test_ids", num_test_ids)):
         if isinstance(value, int) and not isinstance(value, bool) and value % 2:
