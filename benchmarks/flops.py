@@ -32,7 +32,7 @@ from _measure import Progress, close_environment, environment, matmul_gflops
 from _models import NUM_CLASSES, stage_shapes
 from _report import SECTIONS, load_old, print_header
 
-from lstrl_layers.argtypes import positive_int, stage
+from lstrl_layers.argtypes import add_num_frames, positive_int, stage
 
 REPORTS = {"table3": _table3, "blocks": _blocks, "scaling": _scaling}
 
@@ -54,7 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[2, 3],
         help="feature_info indices or names, space-separated (default: 2 3; e.g. layer2 layer3)",
     )
-    parser.add_argument("--frames", type=positive_int, default=8, help="T, frames per clip (default: 8)")
+    add_num_frames(parser, 8, "T, frames per clip (default: 8)", dest="frames", old=("--frames",))
     parser.add_argument(
         "--size",
         nargs=2,

@@ -1,7 +1,7 @@
 """LSTRL in a minute, on a CPU: the blocks alone, injected into a timm CNN, and the whole ReID model.
 
 python examples/quickstart.py                  # the paper's resnet50, at 128x64 to be quick (paper: 256x128)
-python examples/quickstart.py --model resnet18 --size 64 32 --frames 4
+python examples/quickstart.py --model resnet18 --size 64 32 -T 4
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lstrl_layers import BME, MAE, LSTRLBlock, VideoReIDNet, inject_lstrl
-from lstrl_layers.argtypes import int_at_least, timm_model
+from lstrl_layers.argtypes import add_num_frames, int_at_least, timm_model
 
 
 def count(module: nn.Module) -> int:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size", type=int_at_least(1), nargs=2, default=(128, 64), metavar=("H", "W"), help="paper: 256 128"
     )
-    p.add_argument("--frames", type=int_at_least(1), default=8, help="T, frames per clip")
+    add_num_frames(p, 8, "T, frames per clip", dest="frames", old=("--frames",))
     p.add_argument(
         "--clips", type=int_at_least(2), default=2, help="B, clips per batch (>= 2: BatchNorm in train mode)"
     )

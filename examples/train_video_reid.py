@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from lstrl_layers.argtypes import existing_file, number_in, stage, timm_model
+from lstrl_layers.argtypes import add_num_frames, existing_file, number_in, stage, timm_model
 from lstrl_layers.argtypes import non_negative_int as non_negative
 from lstrl_layers.argtypes import positive_int as positive
 from lstrl_layers.reid import (
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (paper: 256 128)"
     )
-    data.add_argument("-T", "--seq-len", dest="num_frames", type=positive, help="frames per clip (paper: 8)")
+    add_num_frames(data, None, "frames per clip (paper: 8)", old=("--seq-len",))
     data.add_argument("-P", type=positive, help="identities per global batch (paper: 8)")
     data.add_argument("-K", type=positive, help="clips per identity in a batch (paper: 4)")
     data.add_argument("--erasing", type=number_in(float, 0, 1), help="random erasing probability (0.5)")

@@ -25,7 +25,7 @@ from einops import rearrange
 from torch import Tensor
 
 from lstrl_layers import LSTRLBlock, VideoReIDNet
-from lstrl_layers.argtypes import existing_file, int_at_least, stage, timm_model
+from lstrl_layers.argtypes import add_num_frames, existing_file, int_at_least, stage, timm_model
 from lstrl_layers.reid import chunk_first_indices, clip_transforms, synthetic_video_reid
 from lstrl_layers.reid.datasets import IMAGENET_MEAN, IMAGENET_STD, read_rgb
 from lstrl_layers.reid.engine import load_trained
@@ -43,9 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stages", nargs="+", type=stage, default=[2, 3], help="LSTRL stages without --checkpoint (2 3)"
     )
     p.add_argument("--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (default 128 64)")
-    p.add_argument(
-        "-T", "--frames", type=positive, default=4, help="frames of the clip (RRS chunks of the images)"
-    )
+    add_num_frames(p, 4, "frames of the clip (RRS chunks of the images)", dest="frames", old=("--frames",))
     p.add_argument("--block", help="which injected block, e.g. layer2 (default: the first)")
     p.add_argument(
         "--query",

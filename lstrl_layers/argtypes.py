@@ -79,3 +79,19 @@ def existing_file(text: str) -> Path:
     if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     return Path(text)
+
+
+def add_num_frames(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    default: int | None,
+    help: str,
+    dest: str = "num_frames",
+    old: tuple[str, ...] = (),
+) -> None:
+    """``-T/--num-frames``, the one spelling of ``T`` (frames per clip) in every script.
+
+    ``old`` spellings (``--frames``, ``--seq-len``) are still accepted for one release, without a help line.
+    """
+    parser.add_argument("-T", "--num-frames", dest=dest, type=positive_int, default=default, help=help)
+    for flag in old:
+        parser.add_argument(flag, dest=dest, type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _scripts import BENCHMARKS, load_script
 
 from lstrl_layers.reid import synthetic_motion_reid
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 def _ablation() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("benchmarks_ablation", BENCHMARKS / "ablation.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCHMARKS))  # as when run as a script
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return load_script(BENCHMARKS / "ablation.py")
 
 
 def test_blind_ceiling_is_the_expected_ap_of_a_random_order_of_matches_and_decoys() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import io
 import json
 import os
@@ -18,21 +17,13 @@ from typing import Any
 
 import pytest
 import torch
+from _scripts import BENCHMARKS, load_script
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-TINY = ["--model", "test_resnet", "--size", "32", "16", "--frames", "2", "--batch", "1", "--repeat", "1"]
+TINY = ["--model", "test_resnet", "--size", "32", "16", "-T", "2", "--batch", "1", "--repeat", "1"]
 
 
 def _load(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCHMARKS))  # for the sections and helpers next to the script
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return load_script(BENCHMARKS / f"{name}.py")
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +202,8 @@ def test_compare_refuses_what_the_benchmark_did_not_write(
         (["--repeat", "0"], "--repeat"),
         (["--repeat", "x"], "--repeat"),
         (["--batch", "-1"], "--batch"),
-        (["--frames", "2.5"], "--frames"),
+        (["-T", "2.5"], "-T/--num-frames"),
+        (["--frames", "2.5"], "--frames"),  # the old spelling, still accepted
         (["--size", "0", "16"], "--size"),
         (["--size", "32"], "--size"),
         (["--stages", "2,3"], "--stages"),

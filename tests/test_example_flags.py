@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from _scripts import EXAMPLES, load_script
 
 
 def _example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py")
 
 
 def _refused(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -51,7 +45,7 @@ def test_visualize_maps_flags_parse_in_one_style(tmp_path: Path) -> None:
         (["--query", "0", "x", "0"], "--query: expected an int >= 0, got 'x'"),
         (["--stages", "2,3"], "separate stages with spaces (--stages 2 3), got '2,3'"),
         (["--stages", "-1"], "expected a stage index >= 0 or a name"),
-        (["-T", "0"], "-T/--frames: expected an int >= 1, got '0'"),
+        (["-T", "0"], "-T/--num-frames: expected an int >= 1, got '0'"),
         (["--size", "0", "64"], "--size: expected an int >= 1, got '0'"),
         (["--size", "128"], "--size: expected 2 arguments"),
         (["--model", "resnet_nope"], "--model: timm has no model 'resnet_nope'"),
@@ -68,7 +62,8 @@ def test_visualize_maps_refuses_wrong_flags(
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--frames", "0"], "--frames: expected an int >= 1, got '0'"),
+        (["-T", "0"], "-T/--num-frames: expected an int >= 1, got '0'"),
+        (["--frames", "0"], "--frames: expected an int >= 1, got '0'"),  # the old spelling, still accepted
         (["--size", "128", "-1"], "--size: expected an int >= 1, got '-1'"),
         (["--clips", "1"], "--clips: expected an int >= 2, got '1'"),
         (["--clips", "2.5"], "--clips: expected an int >= 2, got '2.5'"),
@@ -81,3 +76,18 @@ def test_quickstart_refuses_wrong_flags(
     assert words in _refused("quickstart", argv, capsys)
     args = _example("quickstart").build_parser().parse_args(["--size", "64", "32", "--clips", "2"])
     assert args.size == [64, 32] and args.clips == 2 and args.frames == 8
+
+
+@pytest.mark.parametrize(
+    ("script", "old", "dest"),
+    [
+        ("train_video_reid", "--seq-len", "num_frames"),
+        ("quickstart", "--frames", "frames"),
+        ("visualize_maps", "--frames", "frames"),
+    ],
+)
+def test_the_old_spellings_of_T_still_work_but_are_not_listed(script: str, old: str, dest: str) -> None:
+    module = _example(script)
+    parser = module.build_parser()
+    assert getattr(parser.parse_args([old, "3"]), dest) == getattr(parser.parse_args(["-T", "3"]), dest) == 3
+    assert "--num-frames" in parser.format_help() and old not in parser.format_help()

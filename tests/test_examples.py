@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +9,7 @@ from types import ModuleType
 
 import pytest
 import torch
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from _scripts import EXAMPLES, load_script
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -24,11 +22,7 @@ def one_thread() -> Iterator[None]:
 
 
 def _example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py")
 
 
 TINY_TRAINING = [
@@ -56,9 +50,7 @@ TINY_TRAINING = [
 
 
 def test_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
-    _example("quickstart").main(
-        ["--model", "resnet18", "--size", "32", "16", "--frames", "2", "--clips", "2"]
-    )
+    _example("quickstart").main(["--model", "resnet18", "--size", "32", "16", "-T", "2", "--clips", "2"])
     out = capsys.readouterr().out
     assert "blocks in model.lstrl: ['layer2', 'layer3']" in out and "embedding (2, 512)" in out
 

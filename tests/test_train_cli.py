@@ -8,7 +8,6 @@ importing torch); the others call ``main(argv)`` in this process.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from _scripts import load_script
 
 from lstrl_layers.reid import synthetic_video_reid
 from lstrl_layers.reid.checkpoint import save_checkpoint
@@ -52,11 +52,7 @@ class _RunsCode:
 
 @pytest.fixture(scope="module")
 def cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_train_video_reid_cli", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "example_train_video_reid_cli")
 
 
 @pytest.fixture(autouse=True, scope="module")
