@@ -7,6 +7,7 @@ check_torchvision()  # before timm imports it: a torch / torchvision mismatch in
 from ._stages import blocks_of  # noqa: E402
 from .block import LSTRLBlock  # noqa: E402
 from .bme import BME  # noqa: E402
+from .clip_block import ClipBlock  # noqa: E402
 from .flops import count_macs, flop_counter_mode  # noqa: E402
 from .inject import inject_lstrl, set_num_frames  # noqa: E402
 from .mae import MAE  # noqa: E402
@@ -14,6 +15,7 @@ from .reid_net import VideoReIDNet  # noqa: E402
 
 __all__ = [
     "BME",
+    "ClipBlock",
     "MAE",
     "LSTRLBlock",
     "VideoReIDNet",

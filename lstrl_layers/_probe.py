@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_int, got
-from ._clip_block import _ClipBlock
+from .clip_block import ClipBlock
 
 # Probe frame / clip sizes assumed from a model's first layer when the model says nothing (ImageNet sizes, and
 # 8 frames of 112x112 for 3D CNNs, as torchvision's video models are trained).
@@ -87,7 +87,7 @@ def run_probe(model: nn.Module, inputs: Tensor, purpose: str) -> Any:
         ValueError: the model fails on it; the message says what the run was for (``purpose``).
     """
     was_training = model.training
-    blocks = [m for m in model.modules() if isinstance(m, _ClipBlock)]  # injected earlier
+    blocks = [m for m in model.modules() if isinstance(m, ClipBlock)]  # injected earlier
     try:
         model.eval()  # no BatchNorm statistics updates from the probe
         for block in blocks:

@@ -94,4 +94,6 @@ def add_num_frames(
     """
     parser.add_argument("-T", "--num-frames", dest=dest, type=positive_int, default=default, help=help)
     for flag in old:
-        parser.add_argument(flag, dest=dest, type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        parser.add_argument(
+            flag, dest=dest, type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )

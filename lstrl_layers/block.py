@@ -9,15 +9,15 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bool, check_optional_mapping
-from ._clip_block import Maps, _ClipBlock
 from .bme import BME
+from .clip_block import ClipBlock, Maps
 from .mae import MAE
 
 # arguments LSTRLBlock gives both branches itself
 _SHARED = ("channels", "num_frames", "zero_init", "layout", "device", "dtype")
 
 
-class LSTRLBlock(_ClipBlock):
+class LSTRLBlock(ClipBlock):
     r"""Long short-term block of the paper's Fig. 2: ``x + F^a(x) + F^m(x)``.
 
     :math:`F^a` is the :class:`MAE` branch (long-term appearance) and :math:`F^m` the :class:`BME` branch
@@ -76,9 +76,9 @@ class LSTRLBlock(_ClipBlock):
         self.mae = MAE(channels, num_frames, **shared, **(mae_kwargs or {})) if mae else None
         self.bme = BME(channels, num_frames, **shared, **(bme_kwargs or {})) if bme else None
 
-    @_ClipBlock.num_frames.setter  # type: ignore[attr-defined]
+    @ClipBlock.num_frames.setter  # type: ignore[attr-defined]
     def num_frames(self, value: int) -> None:
-        _ClipBlock.num_frames.fset(self, value)  # type: ignore[attr-defined]
+        ClipBlock.num_frames.fset(self, value)  # type: ignore[attr-defined]
         for branch in (getattr(self, "mae", None), getattr(self, "bme", None)):
             if branch is not None:
                 branch.num_frames = value

@@ -9,7 +9,7 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from ._checks import check_bool
-from ._clip_block import Maps, _ClipBlock, _reduced_channels
+from .clip_block import ClipBlock, Maps, _reduced_channels
 
 _DIRECTIONS = {"forward": ("Mf", 1), "backward": ("Mb", -1)}  # map name, offset of the neighbouring frame
 _MODES = ("global", "local")
@@ -32,7 +32,7 @@ def _neighbours(seq: Tensor, offset: int, edge: str) -> Tensor:
     return torch.cat([inner, border] if offset == 1 else [border, inner], dim=1)
 
 
-class BME(_ClipBlock):
+class BME(ClipBlock):
     r"""Bi-direction Motion Estimator: each frame's global feature times its neighbours' local features.
 
     With :math:`F_t^g = \mathrm{GAP}(F_t)`, the block computes

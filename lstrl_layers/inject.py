@@ -10,12 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_bool, check_int, check_optional_mapping, check_stages, got
-from ._clip_block import TORCHSCRIPT_UNSUPPORTED, _ClipBlock, check_layout
 from ._probe import probe_input, run_probe
 from ._stages import Stage, StageTarget, resolve_stage
 from ._timm import feature_dicts
 from ._wrappers import unwrap_for_injection
 from .block import LSTRLBlock
+from .clip_block import TORCHSCRIPT_UNSUPPORTED, ClipBlock, check_layout
 
 __all__ = ["BLOCKS_ATTR", "Stage", "inject_lstrl", "set_num_frames"]
 
@@ -284,7 +284,7 @@ def inject_lstrl(
 
 def _check_same_num_frames(model: nn.Module, num_frames: int) -> None:
     """Refuse to add blocks at another ``T`` than the LSTRL blocks already in ``model``."""
-    blocks = {name: m for name, m in model.named_modules() if isinstance(m, _ClipBlock)}
+    blocks = {name: m for name, m in model.named_modules() if isinstance(m, ClipBlock)}
     outermost = {n: m for n, m in blocks.items() if not any(n.startswith(f"{o}.") for o in blocks)}
     differing = {name: m.num_frames for name, m in outermost.items() if m.num_frames != num_frames}
     if differing:
@@ -306,7 +306,7 @@ def set_num_frames(model: nn.Module, num_frames: int) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module holding LSTRL blocks, got {got(model)}")
     check_int("num_frames", num_frames)
-    blocks = [m for m in model.modules() if isinstance(m, _ClipBlock)]
+    blocks = [m for m in model.modules() if isinstance(m, ClipBlock)]
     if not blocks:
         raise ValueError(
             f"{type(model).__name__} holds no LSTRL block (MAE, BME, LSTRLBlock) to set num_frames on"

@@ -11,7 +11,7 @@ from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
 from ._checks import check_bool, check_float, got
-from ._clip_block import Maps, _ClipBlock, _reduced_channels
+from .clip_block import ClipBlock, Maps, _reduced_channels
 
 # E(.) of Eq. 2: extend D^i X1 (rows of granularity i) back to every position of the clip, frames layout.
 _EXTEND = {
@@ -36,7 +36,7 @@ def _check_granularities(granularities: object) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
-class MAE(_ClipBlock):
+class MAE(ClipBlock):
     r"""Multi-granularity Appearance Extractor: attention over all frames of a clip at four granularities.
 
     With :math:`X_1 = \omega_1(F)` reshaped to ``(T*H*W, C/4)`` and its averages :math:`X_2` (over time,

@@ -12,7 +12,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from lstrl_layers import BME, MAE, LSTRLBlock
+from lstrl_layers import BME, MAE, ClipBlock, LSTRLBlock
 
 CHANNELS = 16
 Factory = Callable[..., nn.Module]
@@ -300,3 +300,25 @@ def test_large_magnitude_features_stay_finite(
     with nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype):
         out = block(x, return_maps=True)[0] if return_maps else block(x)
     assert torch.isfinite(out).all()
+
+
+class _Doubling(ClipBlock):
+    """A block of one's own: the branch adds the frame itself, so the block doubles its input."""
+
+    def _branch(self, frames: torch.Tensor, num_frames: int, return_maps: bool) -> tuple[torch.Tensor, dict]:
+        return frames, {}
+
+
+def test_a_block_of_ones_own_gets_the_layouts_and_checks_from_clip_block() -> None:
+    block = _Doubling(CHANNELS, num_frames=2, layout="BCTHW")
+    clips = torch.randn(2, CHANNELS, 3, 4, 2)
+    torch.testing.assert_close(block(clips), 2 * clips)
+    torch.testing.assert_close(block(torch.ones(4, CHANNELS, 1, 1)), 2 * torch.ones(4, CHANNELS, 1, 1))
+    with pytest.raises(ValueError, match=r"_Doubling expects frames \(B\*T, C=16, H, W\)"):
+        block(torch.randn(3, CHANNELS, 2, 2))
+
+
+def test_the_old_import_path_of_the_base_still_works() -> None:
+    from lstrl_layers._clip_block import _ClipBlock
+
+    assert _ClipBlock is ClipBlock and all(issubclass(cls, ClipBlock) for cls in (MAE, BME, LSTRLBlock))
