@@ -40,6 +40,14 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
+def check_size(name: str, value: object) -> tuple[int, int]:
+    """``(H, W)``: a pair of ints >= 1 (a tuple or list)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be (H, W), two ints >= 1, got {got(value)}")
+    height, width = (check_int(f"{name}[{i}]", v) for i, v in enumerate(value))
+    return height, width
+
+
 def check_float(
     name: str,
     value: object,

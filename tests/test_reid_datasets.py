@@ -490,11 +490,11 @@ def _tracklet(frames: int = 3) -> Tracklet:
 
 CLIP_DATASET_BREAKS = {  # argument -> (keyword arguments, error, words the message must hold)
     "clip_len 0": ({"clip_len": 0}, ValueError, ["clip_len must be an int >= 1, got 0"]),
-    "clip_len float": ({"clip_len": 4.0}, TypeError, ["clip_len must be an int, got 4.0"]),
-    "clip_len bool": ({"clip_len": True}, TypeError, ["clip_len must be an int, got True"]),
-    "size of one value": ({"size": (8,)}, ValueError, ["size must be (H, W)", "(8,)"]),
-    "size 0": ({"size": (0, 4)}, ValueError, ["size must be (H, W)", "(0, 4)"]),
-    "size as text": ({"size": "8x4"}, ValueError, ["size must be (H, W)", "'8x4'"]),
+    "clip_len float": ({"clip_len": 4.0}, TypeError, ["clip_len must be an int >= 1, got 4.0 (float)"]),
+    "clip_len bool": ({"clip_len": True}, TypeError, ["clip_len must be an int >= 1, got True (bool)"]),
+    "size of one value": ({"size": (8,)}, TypeError, ["size must be (H, W), two ints >= 1", "(8,)"]),
+    "size 0": ({"size": (0, 4)}, ValueError, ["size[0] must be an int >= 1, got 0"]),
+    "size as text": ({"size": "8x4"}, TypeError, ["size must be (H, W)", "'8x4' (str)"]),
     "max_clips 0": ({"max_clips": 0}, ValueError, ["max_clips must be an int >= 1, got 0"]),
     "unknown sampling": ({"sampling": "all"}, ValueError, ["'rrs', 'first' or 'dense'", "'all'"]),
     "transform not callable": ({"transform": "flip"}, TypeError, ["transform must be callable", "'flip'"]),
@@ -537,7 +537,7 @@ def test_clip_dataset_refuses_bad_arguments(case: str) -> None:
 @pytest.mark.parametrize(
     "kwargs, error, words",
     [
-        ({"size": (16, 0)}, ValueError, ["size must be (H, W)", "(16, 0)"]),
+        ({"size": (16, 0)}, ValueError, ["size[1] must be an int >= 1, got 0"]),
         ({"train": "yes"}, TypeError, ["train must be True or False", "'yes'"]),
         ({"padding": -1}, ValueError, ["padding must be an int >= 0, got -1"]),
         ({"erasing": 1.5}, ValueError, ["erasing must be a probability in [0, 1], got 1.5"]),

@@ -1,0 +1,212 @@
+"""Clips of ``T`` frames from tracklets: decoding, the augmentations, the dataset and its test batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..._checks import check_bool, check_int, check_size
+from ..sampling import chunk_first_indices, dense_clip_indices, restricted_random_indices
+from .tracklets import Tracklet
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ClipDataset",
+    "Sampling",
+    "UnreadableFrame",
+    "clip_transforms",
+    "collate_test_clips",
+    "read_rgb",
+]
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def clip_transforms(
+    size: tuple[int, int], train: bool, padding: int = 10, erasing: float = 0.5
+) -> Callable[[Tensor], Tensor]:
+    """``torchvision.transforms.v2`` pipeline for a uint8 clip ``(T, 3, H, W)`` already resized to ``size``.
+
+    Train (paper §4.2): random horizontal flip, random crop after ``padding`` pixels of zero padding, then
+    ImageNet normalization and random erasing (probability ``erasing``). The parameters of each random
+    transform are drawn once per call, so all frames of a clip get the same crop, flip and erased box. Test:
+    normalization only.
+    """
+    size, train = check_size("size", size), check_bool("train", train)
+    padding = check_int("padding", padding, minimum=0)
+    if isinstance(erasing, bool) or not isinstance(erasing, (int, float)) or not 0 <= erasing <= 1:
+        raise ValueError(f"erasing must be a probability in [0, 1], got {erasing!r}")
+    from torchvision.transforms import v2
+
+    steps: list[Callable[[Tensor], Tensor]] = []
+    if train:
+        steps += [v2.RandomHorizontalFlip(), v2.RandomCrop(size, padding=padding)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if train and erasing > 0:
+        steps.append(v2.RandomErasing(p=erasing, value=0))
+    return v2.Compose(steps)
+
+
+class UnreadableFrame(OSError):
+    """A frame file that cannot be decoded; the message names the data set, tracklet and file."""
+
+
+def read_rgb(path: str | Path) -> Tensor:
+    """An image file as a uint8 ``(3, H, W)`` tensor (Pillow; torchvision's own decoders are deprecated)."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    with Image.open(path) as image:
+        return TF.pil_to_tensor(image.convert("RGB"))
+
+
+Sampling = Literal["rrs", "first", "dense"]
+
+
+def _checked_tracklet(index: int, tracklet: object) -> Tracklet:
+    """``tracklet`` if it is a :class:`Tracklet` with frames a clip can be read from."""
+    if not isinstance(tracklet, Tracklet):
+        raise TypeError(f"tracklets[{index}] must be a Tracklet, got {type(tracklet).__name__}")
+    for name in ("pid", "camid"):
+        value = getattr(tracklet, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"tracklets[{index}].{name} must be an int, got {value!r}")
+    frames = tracklet.frames
+    if isinstance(frames, Tensor) and (
+        frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != torch.uint8
+    ):
+        raise ValueError(
+            f"tracklets[{index}].frames must be a uint8 (N, 3, H, W) tensor, "
+            f"got {frames.dtype} of shape {tuple(frames.shape)}"
+        )
+    if len(tracklet) == 0:
+        raise ValueError(
+            f"tracklets[{index}] (identity {tracklet.pid}, camera {tracklet.camid}) has no frame"
+        )
+    return tracklet
+
+
+class ClipDataset(Dataset):
+    """Clips of ``T`` frames from tracklets, with their identity and camera.
+
+    ``sampling``:
+
+    - ``"rrs"`` (training): restricted random sampling; item ``(clip (T, 3, H, W), pid, camid)``.
+    - ``"first"`` (test): the first frame of each of the ``T`` chunks; item ``(clips (1, T, 3, H, W), ...)``.
+    - ``"dense"`` (test): all frames as consecutive ``T``-frame clips (at most ``max_clips``);
+      item ``(clips (N, T, 3, H, W), ...)``. Batch test items with :func:`collate_test_clips`.
+
+    Frames are decoded (Pillow) and resized to ``size`` one by one, then ``transform`` (e.g.
+    :func:`clip_transforms`) runs on the whole uint8 clip. A frame that cannot be decoded raises
+    :class:`UnreadableFrame`, naming the data set (``name``), the tracklet and the file.
+    """
+
+    def __init__(
+        self,
+        tracklets: Sequence[Tracklet],
+        clip_len: int,
+        size: tuple[int, int],
+        sampling: Sampling = "rrs",
+        transform: Callable[[Tensor], Tensor] | None = None,
+        max_clips: int | None = None,
+        seed: int | None = None,
+        name: str = "",
+    ) -> None:
+        if sampling not in ("rrs", "first", "dense"):
+            raise ValueError(f"sampling must be 'rrs', 'first' or 'dense', got {sampling!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {transform!r}")
+        self.tracklets = [_checked_tracklet(i, t) for i, t in enumerate(tracklets)]
+        if not self.tracklets:
+            raise ValueError("tracklets is empty: a ClipDataset needs at least one tracklet")
+        self.clip_len = check_int("clip_len", clip_len, minimum=1)
+        self.size = check_size("size", size)
+        self.sampling = sampling
+        self.transform = transform
+        self.max_clips = None if max_clips is None else check_int("max_clips", max_clips, minimum=1)
+        self.generator = (
+            None if seed is None else torch.Generator().manual_seed(check_int("seed", seed, minimum=None))
+        )
+        self.name = name  # the data set's, for messages
+
+    def __len__(self) -> int:
+        return len(self.tracklets)
+
+    @property
+    def labels(self) -> list[int]:
+        """Identity of every item, for :class:`~lstrl_layers.reid.sampling.PKBatchSampler`."""
+        return [t.pid for t in self.tracklets]
+
+    def _load(self, index: int, indices: Sequence[int]) -> Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        frames = self.tracklets[index].frames
+        loaded = {}
+        for i in sorted(set(indices)):
+            image = frames[i] if isinstance(frames, Tensor) else self._read(index, i)
+            if tuple(image.shape[-2:]) != self.size:
+                image = TF.resize(image, list(self.size), antialias=True)
+            loaded[i] = image
+        return torch.stack([loaded[i] for i in indices])
+
+    def _read(self, index: int, frame: int) -> Tensor:
+        tracklet = self.tracklets[index]
+        path = str(tracklet.frames[frame])  # a path: frames given as a tensor are never read
+        try:
+            return read_rgb(path)
+        except Exception as err:  # Pillow: OSError (truncated), UnidentifiedImageError, SyntaxError, ...
+            where = f"{self.name}: " if self.name else ""
+            raise UnreadableFrame(
+                f"{where}frame {frame} of tracklet {index} (identity {tracklet.pid}, camera "
+                f"{tracklet.camid}) cannot be decoded: {path}: {type(err).__name__}: {err}"
+            ) from err
+
+    def _transform(self, clip: Tensor) -> Tensor:
+        return clip if self.transform is None else self.transform(clip)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        tracklet = self.tracklets[index]
+        n = len(tracklet)
+        if self.sampling == "rrs":
+            clip = self._load(index, restricted_random_indices(n, self.clip_len, self.generator))
+            return self._transform(clip), tracklet.pid, tracklet.camid
+        if self.sampling == "first":
+            clips = [chunk_first_indices(n, self.clip_len)]
+        else:
+            clips = dense_clip_indices(n, self.clip_len, self.max_clips)
+        frames = self._load(index, [i for clip in clips for i in clip])
+        frames = self._transform(frames)
+        return rearrange(frames, "(n t) c h w -> n t c h w", t=self.clip_len), tracklet.pid, tracklet.camid
+
+
+def collate_test_clips(batch: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Batch test items of different clip counts: ``(clips (sum N, T, 3, H, W), counts, pids, camids)``.
+
+    ``counts[i]`` is the number of clips of tracklet ``i``; average their embeddings with
+    ``embeddings.split(counts.tolist())``.
+    """
+    if len(batch) == 0:
+        raise ValueError("batch is empty")
+    for i, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 3 or not isinstance(item[0], Tensor):
+            raise TypeError(
+                f"batch[{i}] must be a ClipDataset test item (clips, pid, camid), got {item!r:.80}"
+            )
+        if item[0].ndim != 5 or item[0].shape[1:] != batch[0][0].shape[1:]:
+            raise ValueError(
+                f"batch[{i}] clips must be (N, T, 3, H, W) like batch[0] {tuple(batch[0][0].shape)}, "
+                f"got {tuple(item[0].shape)} (test items come from sampling='first' or 'dense')"
+            )
+    clips, pids, camids = zip(*batch)
+    counts = torch.tensor([len(c) for c in clips])
+    return torch.cat(clips), counts, torch.tensor(pids), torch.tensor(camids)
