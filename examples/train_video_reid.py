@@ -52,7 +52,7 @@ from lstrl_layers.reid import (
     synthetic_video_reid,
 )
 from lstrl_layers.reid.checkpoint import load_checkpoint
-from lstrl_layers.reid.datasets import UnreadableFrame
+from lstrl_layers.reid.data import UnreadableFrame
 from lstrl_layers.reid.engine import (
     NonFiniteLoss,
     TrainingInterrupted,

@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 from lstrl_layers import VideoReIDNet
 from lstrl_layers.reid import ReIDLoss, Tracklet, VideoReIDData, synthetic_video_reid
 from lstrl_layers.reid.checkpoint import load_checkpoint
-from lstrl_layers.reid.datasets import UnreadableFrame
+from lstrl_layers.reid.data import UnreadableFrame
 from lstrl_layers.reid.distributed import World
 from lstrl_layers.reid.engine import (
     NonFiniteLoss,

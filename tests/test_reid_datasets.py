@@ -607,3 +607,9 @@ def test_synthetic_identities() -> None:
     within = torch.cdist(colour(0), colour(0)).mean()
     between = torch.cdist(colour(0), colour(1)).mean()
     assert within < between  # one appearance per identity across clips and cameras
+
+
+def test_the_old_module_path_still_gives_the_same_objects() -> None:
+    from lstrl_layers.reid import data, datasets
+
+    assert all(getattr(datasets, name) is getattr(data, name) for name in data.__all__)

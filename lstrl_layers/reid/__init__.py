@@ -12,14 +12,14 @@ rebuild it. The pieces, to build your own loop:
 - :mod:`~lstrl_layers.reid.metrics`: query-gallery CMC, mAP and mINP (standard ReID protocol).
 - :mod:`~lstrl_layers.reid.rerank`: k-reciprocal re-ranking of the query-gallery distances.
 - :mod:`~lstrl_layers.reid.plots`: CMC curves and the ranked lists of the worst queries, as PNG files.
-- :mod:`~lstrl_layers.reid.datasets`: MARS, LS-VID and iLIDS-VID readers, synthetic identities, clip dataset.
+- :mod:`~lstrl_layers.reid.data`: MARS, LS-VID and iLIDS-VID readers (one module each), tracklets, clips.
 
 Sampling, losses, metrics and re-ranking need only torch and numpy; the datasets need the ``examples`` extra
 (torchvision; scipy for the ``.mat`` files), and the plots matplotlib.
 """
 
 from .checkpoint import load_model, save_model
-from .datasets import (
+from .data import (
     ClipDataset,
     Tracklet,
     UnreadableFrame,

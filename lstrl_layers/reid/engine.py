@@ -47,7 +47,7 @@ from .checkpoint import (
     save_model,
     set_random_states,
 )
-from .datasets import ClipDataset, Sampling, VideoReIDData, clip_transforms, collate_test_clips
+from .data import ClipDataset, Sampling, VideoReIDData, clip_transforms, collate_test_clips
 from .distributed import (
     RankBatchSampler,
     World,

@@ -130,7 +130,7 @@ class Reporter:
 
 def frame_for_picture(frames: Sequence[str] | Tensor) -> Tensor:
     """The middle frame of a tracklet as a float ``(3, H, W)`` image in ``[0, 1]``."""
-    from .datasets import read_rgb
+    from .data import read_rgb
 
     middle = frames[len(frames) // 2]
     image = middle if isinstance(middle, Tensor) else read_rgb(middle)

@@ -10,7 +10,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from .._checks import check_int
-from .datasets import Tracklet, VideoReIDData
+from .data import Tracklet, VideoReIDData
 
 __all__ = ["synthetic_motion_reid", "synthetic_video_reid"]
 
