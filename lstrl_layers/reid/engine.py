@@ -25,45 +25,49 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from ..reid_net import VideoReIDNet
 from .checkpoint import (
-    MODEL_FORMAT,
     load_checkpoint,
-    load_model,
     random_states,
     save_checkpoint,
     save_model,
     set_random_states,
 )
-from .data import ClipDataset, Sampling, VideoReIDData, clip_transforms, collate_test_clips
+from .data import ClipDataset, VideoReIDData, clip_transforms
 from .distributed import (
     RankBatchSampler,
     World,
     all_gather_objects,
     any_over_ranks,
-    broadcast_object,
     close_world,
-    gather_rows,
     gather_with_grad,
     init_world,
     mean_over_ranks,
-    shard_indices,
+)
+from .evaluation import (
+    Ranking,
+    draw_pictures,
+    evaluate,
+    evaluate_trained,
+    load_trained,
+    rank_query_gallery,
+    summary,
 )
 from .losses import ReIDLoss
-from .metrics import ReIDResult, evaluate_ranking, pairwise_distances
-from .reporting import Reporter, frame_for_picture
+from .reporting import Reporter
+from .runtime import autocast, progress
 from .sampling import PKBatchSampler
 from .settings import TrainSettings
 
@@ -81,7 +85,6 @@ __all__ = [
     "seed_everything",
 ]
 
-T_co = TypeVar("T_co")
 Log = Callable[[str], None]
 Scheduler = torch.optim.lr_scheduler.LRScheduler
 ModelFactory = Callable[[TrainSettings, int], nn.Module]
@@ -146,150 +149,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _progress(items: Iterable[T_co], enabled: bool, **kwargs: Any) -> Iterator[T_co]:
-    """tqdm if installed and ``enabled``, else the items unchanged."""
-    if enabled:
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            return iter(tqdm(items, leave=False, dynamic_ncols=True, **kwargs))
-    return iter(items)
-
-
-def _autocast(settings: TrainSettings, world: World) -> torch.autocast:
-    return torch.autocast("cuda", torch.bfloat16, enabled=settings.amp and world.device.startswith("cuda"))
-
-
-def _test_loader(
-    tracklets: Sequence[Any], settings: TrainSettings, world: World, name: str
-) -> tuple[DataLoader, list[int]]:
-    sampling: Sampling = "first" if settings.test_sampling == "rrs" else "dense"
-    dataset = ClipDataset(
-        tracklets,
-        settings.num_frames,
-        settings.size,
-        sampling,
-        clip_transforms(settings.size, train=False),
-        max_clips=settings.max_test_clips,
-        name=name,
-    )
-    shard = shard_indices(len(dataset), world)
-    loader = DataLoader(
-        Subset(dataset, shard),
-        batch_size=max(1, settings.test_batch // 4),
-        num_workers=settings.workers,
-        collate_fn=collate_test_clips,
-        pin_memory=world.device.startswith("cuda"),
-    )
-    return loader, shard
-
-
-@torch.no_grad()
-def _extract(
-    model: nn.Module, tracklets: Sequence[Any], settings: TrainSettings, world: World, desc: str
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One embedding per tracklet (the mean over its clips), identities and cameras, from all ranks."""
-    model.eval()
-    loader, shard = _test_loader(tracklets, settings, world, desc)
-    features, pids, camids = [], [], []
-    for clips, counts, pid, camid in _progress(loader, settings.progress and world.is_main, desc=desc):
-        with _autocast(settings, world):
-            embeddings = torch.cat(
-                [
-                    model(chunk.to(world.device, non_blocking=True)).float()
-                    for chunk in clips.split(settings.test_batch)
-                ]
-            )
-        features += [e.mean(0) for e in embeddings.split(counts.tolist())]
-        pids.append(pid)
-        camids.append(camid)
-    width = int(getattr(model, "feature_dim", 0))  # a rank whose shard is empty still sends (0, D)
-    local_features = torch.stack(features) if features else torch.zeros(0, width, device=world.device)
-    local_pids = torch.cat(pids) if pids else torch.zeros(0, dtype=torch.long)
-    local_camids = torch.cat(camids) if camids else torch.zeros(0, dtype=torch.long)
-    return (
-        gather_rows(local_features, world).cpu(),
-        gather_rows(local_pids.to(world.device), world).cpu(),
-        gather_rows(local_camids.to(world.device), world).cpu(),
-    )
-
-
-@dataclass
-class _Ranking:
-    """One evaluation on rank 0: the distance matrices ranked and their results."""
-
-    distances: dict[str, Tensor]  # "plain", and "reranked" with settings.rerank
-    results: dict[str, ReIDResult]
-    query: tuple[Tensor, Tensor, Tensor]  # features, identities, cameras
-    gallery: tuple[Tensor, Tensor, Tensor]
-
-    def metrics(self) -> dict[str, float]:
-        """The plain result's figures, then the re-ranked ones prefixed ``rerank_``."""
-        out = {k: float(v) for k, v in self.results["plain"].as_dict().items()}
-        if "reranked" in self.results:
-            out.update({f"rerank_{k}": float(v) for k, v in self.results["reranked"].as_dict().items()})
-        return out
-
-
-def _rank(
-    model: nn.Module, data: VideoReIDData, settings: TrainSettings, world: World
-) -> tuple[dict[str, float], _Ranking | None]:
-    module = model.module if isinstance(model, DistributedDataParallel) else model
-    query = _extract(module, data.query, settings, world, f"{data.name} query".strip())
-    gallery = _extract(module, data.gallery, settings, world, f"{data.name} gallery".strip())
-    ranking = None
-    if world.is_main:
-        distances = {"plain": pairwise_distances(query[0], gallery[0], settings.metric)}
-        if settings.rerank:
-            from .rerank import rerank
-
-            query_query = pairwise_distances(query[0], query[0], settings.metric)
-            gallery_gallery = pairwise_distances(gallery[0], gallery[0], settings.metric)
-            distances["reranked"] = rerank(
-                distances["plain"], query_query, gallery_gallery, RERANK_K1, RERANK_K2, RERANK_LAMBDA
-            )
-        results = {
-            name: evaluate_ranking(d, query[1], gallery[1], query[2], gallery[2], junk_ids=data.junk_ids)
-            for name, d in distances.items()
-        }
-        ranking = _Ranking(distances, results, query, gallery)
-    metrics = broadcast_object(ranking.metrics() if ranking is not None else None, world)
-    return metrics, ranking  # type: ignore[return-value]
-
-
-def evaluate(
-    model: nn.Module, data: VideoReIDData, settings: TrainSettings, world: World | None = None
-) -> dict[str, float]:
-    """Query-gallery evaluation (CMC, mAP, mINP) of ``model`` on ``data``, the same on every rank.
-
-    Returns ``{"mAP": ..., "mINP": ..., "rank1": ..., "rank5": ..., ...}`` (fractions in ``[0, 1]``); with
-    ``settings.rerank``, the same figures after k-reciprocal re-ranking follow, prefixed ``rerank_``.
-    """
-    return _rank(model, data, settings, world or World(device=settings.device))[0]
-
-
-def _draw_pictures(ranking: _Ranking, data: VideoReIDData) -> Callable[[Path, Path], None]:
-    from .plots import plot_cmc, plot_ranked
-
-    def draw(cmc_path: Path, ranked_path: Path) -> None:
-        plot_cmc({"plain" if n == "plain" else "re-ranked": r for n, r in ranking.results.items()}, cmc_path)
-        plot_ranked(
-            ranking.distances["plain"],
-            ranking.query[1],
-            ranking.gallery[1],
-            ranking.query[2],
-            ranking.gallery[2],
-            lambda i: frame_for_picture(data.query[i].frames),
-            lambda i: frame_for_picture(data.gallery[i].frames),
-            ranked_path,
-            junk_ids=data.junk_ids,
-        )
-
-    return draw
-
-
 def _freeze_batchnorm(model: nn.Module) -> None:
     """BatchNorm layers normalize with their running statistics and leave them unchanged."""
     for module in model.modules():
@@ -314,7 +173,7 @@ def train_step(
     Raises:
         NonFiniteLoss: the loss is NaN or infinite on any rank; no parameter is changed.
     """
-    with _autocast(settings, world):
+    with autocast(settings, world):
         logits, features = model(clips)
     mining = (gather_with_grad(features.float(), world), gather_with_grad(pids, world))
     loss, parts = criterion(logits.float(), features.float(), pids, mining=mining, triplet_scale=world.size)
@@ -393,7 +252,7 @@ def _train_epoch(
     if state.random_states is not None:
         set_random_states(state.random_states)
         state.random_states = None
-    bar = _progress(loader_iterator, settings.progress and world.is_main, desc=f"epoch {epoch}", total=total)
+    bar = progress(loader_iterator, settings.progress and world.is_main, desc=f"epoch {epoch}", total=total)
     batches = iter(bar)
     while state.steps < total:
         try:
@@ -559,13 +418,13 @@ def fit(
                 random_states=states,
             )
 
-        ranking: _Ranking | None = None
+        ranking: Ranking | None = None
         with _stop_on_signals() as stop:
             if start_epoch == 1 and not epoch_state.steps:
-                metrics, ranking = _rank(net, data, settings, world)
+                metrics, ranking = rank_query_gallery(net, data, settings, world)
                 history.append({"epoch": 0, **metrics})
                 reporter.evaluation(0, metrics)
-                say(f"epoch 0 (before training): {_summary(metrics)}")
+                say(f"epoch 0 (before training): {summary(metrics)}")
                 save(0)
             for epoch in range(start_epoch, settings.epochs + 1):
                 if stop.requested(world):
@@ -590,17 +449,17 @@ def fit(
                     f"{time.time() - tic:.0f}s"
                 )
                 if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-                    metrics, ranking = _rank(net, data, settings, world)
+                    metrics, ranking = rank_query_gallery(net, data, settings, world)
                     history.append({"epoch": epoch, **metrics, "loss": parts["loss"]})
                     reporter.evaluation(epoch, metrics)
-                    line += "; " + _summary(metrics)
+                    line += "; " + summary(metrics)
                 say(line)
                 save(epoch)
         if out is not None and world.is_main:
             if isinstance(model, VideoReIDNet) and isinstance(model.config["backbone"], str):
                 save_model(out / "model.pt", model)
             if ranking is not None:
-                reporter.pictures(_draw_pictures(ranking, data))
+                reporter.pictures(draw_pictures(ranking, data))
         return history
     finally:
         if reporter is not None:
@@ -610,56 +469,3 @@ def fit(
 
 def _checkpoint(out: Path | None) -> Path | None:
     return None if out is None else out / "checkpoint.pt"
-
-
-_SUMMARY = ("mAP", "mINP", "rank1", "rank5", "rank10", "rank20", "rerank_mAP", "rerank_mINP", "rerank_rank1")
-
-
-def _summary(metrics: dict[str, float]) -> str:
-    """``mAP 61.2, mINP 30.1, rank1 70.8, ...`` (and the re-ranked figures), in percent."""
-    return ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in _SUMMARY if k in metrics)
-
-
-def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VideoReIDNet, dict[str, Any] | None]:
-    """The model of a training checkpoint or of a model file, and the checkpoint's settings (``None``: a
-    model file, which holds no training settings)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception:  # missing, or not ours: load_checkpoint below says which
-        state = None
-    if isinstance(state, dict) and state.get("format") == MODEL_FORMAT:
-        return load_model(path, map_location), None
-    state = load_checkpoint(path, map_location)  # the checks and their messages
-    settings = TrainSettings.from_dict(state["settings"])
-    model = VideoReIDNet(**{**settings.model_arguments(int(state["num_classes"])), "pretrained": False})
-    model.load_state_dict(state["model"])
-    return model.to(map_location), state["settings"]
-
-
-def evaluate_trained(
-    settings: TrainSettings,
-    data: VideoReIDData,
-    path: str | Path,
-    out: str | Path | None = None,
-    log: Log = print,
-) -> dict[str, float]:
-    """Evaluate a trained model (training checkpoint or model file) on ``data``; rank 0 writes
-    ``OUT/eval.json``, ``OUT/cmc.png`` and ``OUT/ranked.png``. Sharded over the processes under
-    ``torchrun``, like :func:`fit`'s evaluation."""
-    world = init_world(settings.device)
-    try:
-        model, _ = load_trained(path, world.device)
-        metrics, ranking = _rank(model, data, settings, world)
-        if world.is_main:
-            log(_summary(metrics))
-            reporter = Reporter(out)
-            record = {"model": str(path), "test_sampling": settings.test_sampling, **metrics}
-            reporter.json("eval.json", record)
-            if ranking is not None:
-                reporter.pictures(_draw_pictures(ranking, data))
-        return metrics
-    finally:
-        close_world(world)
