@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from lstrl_layers.argtypes import positive_int
+from lstrl_layers.argtypes import DEVICE_HELP, default_device, device, positive_int
 from lstrl_layers.reid import VideoReIDData, synthetic_motion_reid, synthetic_video_reid
 from lstrl_layers.reid.engine import TrainSettings, fit
 
@@ -99,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", metavar="NAME", help="run only these rows (names as printed)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write a PNG bar chart (mean and spread) here")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--device",
+        type=device,
+        default=default_device(),
+        help=DEVICE_HELP,
+    )
     p.add_argument(
         "--jobs",
         type=positive_int,
@@ -130,8 +135,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--identities: expected even numbers, TRAIN >= {RECIPE['P']}, got {args.identities}")
     if args.jobs is None:
         args.jobs = 1 if args.device.startswith("cuda") else (os.cpu_count() or 1)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available here")
     return args
 
 

@@ -32,7 +32,7 @@ from _measure import Progress, close_environment, environment, matmul_gflops
 from _models import NUM_CLASSES, stage_shapes
 from _report import SECTIONS, load_old, print_header
 
-from lstrl_layers.argtypes import add_num_frames, positive_int, stage
+from lstrl_layers.argtypes import DEVICE_HELP, add_num_frames, default_device, device, positive_int, stage
 
 REPORTS = {"table3": _table3, "blocks": _blocks, "scaling": _scaling}
 
@@ -44,7 +44,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda if available"
+        "--device",
+        type=device,
+        default=default_device(),
+        help=DEVICE_HELP,
     )
     parser.add_argument("--model", default="resnet50", help="timm CNN (default: resnet50, the paper's)")
     parser.add_argument(
@@ -86,12 +89,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--plot", metavar="PATH", help="save the scaling section as a PNG (needs matplotlib)")
     args = parser.parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch.cuda.is_available() is False")
     if args.repeat is None:
-        args.repeat = 20 if args.device == "cuda" else 3
+        args.repeat = 20 if args.device.startswith("cuda") else 3
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             parser.error(f"{flag} {path}: no directory {str(Path(path).parent)!r} to write it in")

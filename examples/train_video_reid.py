@@ -40,7 +40,16 @@ from typing import Any
 
 import torch
 
-from lstrl_layers.argtypes import add_num_frames, existing_file, number_in, stage, timm_model
+from lstrl_layers.argtypes import (
+    DEVICE_HELP,
+    add_num_frames,
+    default_device,
+    device,
+    existing_file,
+    number_in,
+    stage,
+    timm_model,
+)
 from lstrl_layers.argtypes import non_negative_int as non_negative
 from lstrl_layers.argtypes import positive_int as positive
 from lstrl_layers.reid import (
@@ -180,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--tensorboard", type=Path, metavar="DIR", help="TensorBoard scalars in DIR")
     run.add_argument("--test-batch", type=positive, help="clips per forward pass at test (32)")
-    run.add_argument("--device", help="cpu, cuda (default: cuda when available)")
+    run.add_argument("--device", type=device, help=DEVICE_HELP)
     run.add_argument("--threads", type=non_negative, help="torch CPU threads, 0: torch's choice")
     run.add_argument("--seed", type=non_negative)
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None)
@@ -190,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> TrainSettings:
     """Defaults (the paper's, or the synthetic ones), then a resumed run's settings, then the flags given."""
     values: dict[str, Any] = dict(SYNTHETIC) if args.synthetic else {}
-    values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    values["device"] = default_device()
     if stored is not None:  # the device is this machine's, not the stopped run's
         values.update({name: value for name, value in stored.items() if name != "device"})
     for f in fields(TrainSettings):
@@ -262,12 +271,6 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
                     f"{flag}: --resume {args.resume} holds a model with {name}={trained!r}, the flags give "
                     f"{given!r}; leave {flag} out to continue that run"
                 )
-    try:
-        device: torch.device | None = torch.device(settings.device)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        parser.error(f"--device {settings.device}: expected cpu, cuda or cuda:N")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if settings.P % world_size:
         parser.error(
@@ -275,10 +278,6 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
         )
     if settings.sync_bn and not settings.device.startswith("cuda"):
         parser.error(f"--sync-bn needs CUDA, got --device {settings.device}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {settings.device}: CUDA is not available here")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        parser.error(f"--device {settings.device}: this machine has {torch.cuda.device_count()} CUDA devices")
     return args, settings
 
 

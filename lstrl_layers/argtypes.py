@@ -97,3 +97,33 @@ def add_num_frames(
         parser.add_argument(
             flag, dest=dest, type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
+
+
+DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda if available)"
+
+
+def default_device() -> str:
+    """``cuda`` when this machine has a CUDA GPU, else ``cpu``: every script's default ``--device``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``, refused at once where this machine has no such device."""
+    import torch
+
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available here")
+        if (parsed.index or 0) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has {torch.cuda.device_count()} CUDA devices"
+            )
+    return text

@@ -52,6 +52,7 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
         (["--json", "/no/such/dir/a.json"], "no directory '/no/such/dir'"),
         (["--datasets", "mars"], "invalid choice: 'mars'"),
         (["--identities", "9", "4"], "--identities: expected even numbers"),
+        (["--device", "tpu"], "--device: expected cpu, cuda or cuda:N, got 'tpu'"),
     ],
 )
 def test_bad_flags_fail_at_once(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

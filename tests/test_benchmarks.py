@@ -209,6 +209,8 @@ def test_compare_refuses_what_the_benchmark_did_not_write(
         (["--stages", "2,3"], "--stages"),
         (["--stages", "-1"], "--stages"),
         (["--only", "checks"], "--only"),
+        (["--device", "tpu"], "--device"),
+        (["--device", "auto"], "--device"),  # every script: cpu, cuda or cuda:N, default cuda if available
         (["--json", "/no/such/folder/x.json"], "--json"),
         (["--model", "test_resnet", "--stages", "9"], "--stages 9"),
         (["--model", "test_resnet", "--stages", "layer9"], "--stages layer9"),

@@ -155,8 +155,8 @@ CASES = {
         [*TINY, "--weights", "{plain}", "--no-pretrained"],
         ["--no-pretrained"],
     ),
-    "unknown --device": ([*TINY, "--device", "tpu"], ["--device tpu"]),
-    "--device cuda:99": ([*TINY, "--device", "cuda:99"], ["--device cuda:99"]),
+    "unknown --device": ([*TINY, "--device", "tpu"], ["--device", "expected cpu, cuda or cuda:N, got 'tpu'"]),
+    "--device cuda:99": ([*TINY, "--device", "cuda:99"], ["--device", "cuda:99"]),
     "--split-file missing": (
         ["--dataset", "ilidsvid", "--data-root", FOLDER, "--split-file", "{plain}.mat"],
         ["--split-file", "{plain}.mat"],
