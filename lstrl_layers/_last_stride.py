@@ -38,6 +38,7 @@ def set_last_stride_one(model: nn.Module, example_input: Tensor | None = None) -
         ValueError: a stride-2 layer it cannot change, none found, or a model that fails once changed; the
             model is left unchanged.
     """
+    inputs = probe_input(model, example_input)
     dicts = feature_dicts(model, required=False)
     if dicts is not None:
         if len(dicts) < 2 or dicts[-1].get("reduction") == dicts[-2].get("reduction"):
@@ -45,7 +46,7 @@ def set_last_stride_one(model: nn.Module, example_input: Tensor | None = None) -
         names = _between_last_feature_points(model, dicts)
         where = f"up to the last stage {dicts[-1]['module']!r}"
     else:
-        names = _last_downsampling(model, probe_input(model, example_input))
+        names = _last_downsampling(model, inputs)
         where = "in the model"
     named = dict(model.named_modules())
     changes = [(name, _change(name, named[name])) for name in names]
@@ -69,11 +70,7 @@ def set_last_stride_one(model: nn.Module, example_input: Tensor | None = None) -
 
     changed = [name for name, _ in changes]
     try:
-        run_probe(
-            model,
-            probe_input(model, example_input),
-            f"after last_stride=1 removed the stride of {changed} (use last_stride=2)",
-        )
+        run_probe(model, inputs, f"after last_stride=1 removed the stride of {changed} (use last_stride=2)")
     except ValueError:
         undo_all()
         raise

@@ -31,7 +31,7 @@ from lstrl_layers.reid.engine import (
     fit,
     train_step,
 )
-from lstrl_layers.reid.reporting import atomic_path, write_json
+from lstrl_layers.reid.files import atomic_path, write_json
 from lstrl_layers.reid.settings import default_workers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def _quiet(message: str) -> None:
         (dict(workers=-1), ValueError, r"workers must be an int >= 0, got -1"),
         (dict(num_frames=2.0), TypeError, r"num_frames must be an int >= 1, got 2.0 \(float\)"),
         (dict(amp="yes"), TypeError, r"amp must be True or False, got 'yes' \(str\)"),
-        (dict(size=(32,)), TypeError, r"size must be \(H, W\), got \(32,\)"),
+        (dict(size=(32,)), TypeError, r"size must be \(H, W\), two ints >= 1, got \(32,\)"),
         (dict(erasing=1.5), ValueError, r"erasing must be a probability in \[0, 1\], got 1.5"),
         (dict(stages=[2.5]), TypeError, r"stages must hold ints or str, got 2.5 \(float\)"),
         (dict(weights=3), TypeError, r"weights must be the path of a file \(str\) or None, got 3 \(int\)"),

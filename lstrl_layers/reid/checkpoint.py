@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..reid_net import VideoReIDNet
+from .files import atomic_path
 
 __all__ = [
     "load_checkpoint",
@@ -93,10 +94,8 @@ def _load(path: str | Path, expected: str, map_location: str | torch.device) -> 
 
 def _save_atomically(state: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temporary file, then a rename: a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def save_checkpoint(path: str | Path, **contents: Any) -> None:

@@ -120,6 +120,8 @@ class Ranking:
 def rank_query_gallery(
     model: nn.Module, data: VideoReIDData, settings: TrainSettings, world: World
 ) -> tuple[dict[str, float], Ranking | None]:
+    """Embed query and gallery (sharded over the ranks), rank them on rank 0 (and re-rank with
+    ``settings.rerank``): the metrics, the same on every rank, and the ranking (``None`` off rank 0)."""
     module = model.module if isinstance(model, DistributedDataParallel) else model
     query = extract(module, data.query, settings, world, f"{data.name} query".strip())
     gallery = extract(module, data.gallery, settings, world, f"{data.name} gallery".strip())

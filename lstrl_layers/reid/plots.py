@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import Tensor
 
 from .._checks import check_int, got
+from .files import atomic_path
 from .metrics import (
     ReIDResult,
     _average_precision,
@@ -27,7 +28,6 @@ from .metrics import (
     _RankingInputs,
     _scored_rankings,
 )
-from .reporting import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

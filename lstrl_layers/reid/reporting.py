@@ -1,41 +1,19 @@
 """What a training or evaluation run writes: metrics, plots, pictures, TensorBoard scalars.
 
-Every file is written atomically (a temporary file in the same folder, then a rename), so a run stopped at
-any moment leaves either the previous file or the new one, never half of one.
+Every file is written atomically (:mod:`~lstrl_layers.reid.files`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Reporter", "atomic_path", "write_json"]
+from .files import atomic_path, write_json
 
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path next to ``path`` to write to, renamed to ``path`` when the block ends."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # unique: writers never share one
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: str | Path, value: Any) -> None:
-    """``value`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=2) + "\n")
+__all__ = ["Reporter", "frame_for_picture", "plot_history"]
 
 
 def _pyplot() -> Any:

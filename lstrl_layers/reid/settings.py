@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .._checks import check_bool, check_float, check_int, got
+from .._checks import check_bool, check_float, check_int, check_size, got
 
 __all__ = ["TEST_SAMPLINGS", "TrainSettings", "default_workers"]
 
@@ -99,13 +99,7 @@ class TrainSettings:
         for name in ("max_test_clips", "max_steps"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name))
-        if (
-            isinstance(self.size, (str, bytes))
-            or not isinstance(self.size, (list, tuple))
-            or len(self.size) != 2
-        ):
-            raise TypeError(f"size must be (H, W), got {got(self.size)}")
-        self.size = (check_int("size[0]", self.size[0]), check_int("size[1]", self.size[1]))
+        self.size = check_size("size", self.size)
         check_float("erasing", self.erasing, "a probability in [0, 1]", low=0.0, high=1.0)
         check_float("lr", self.lr, "a positive, finite float", low=0.0, low_inclusive=False)
         check_float("weight_decay", self.weight_decay, "a finite float >= 0", low=0.0)
