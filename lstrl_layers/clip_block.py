@@ -93,34 +93,41 @@ class ClipBlock(nn.Module):
                 reset()
         self._init_identity()
 
-    def _split_layout(self, x: Tensor) -> tuple[Tensor, int]:
-        """Validate ``x`` and return it as frames ``(B*T, C, H, W)`` together with ``T``."""
-        name = type(self).__name__
+    def _expected(self) -> str:
+        """What the block takes, in words, for error messages (built only when one is raised)."""
         clips = "(B, C={c}, T, H, W)" if self.layout == "BCTHW" else "(B, T, C={c}, H, W)"
-        expected = (
-            f"{name} expects frames (B*T, C={self.channels}, H, W) with the frames of each clip contiguous "
-            f"(T = num_frames = {self.num_frames}), or clips {clips.format(c=self.channels)} "
+        return (
+            f"{type(self).__name__} expects frames (B*T, C={self.channels}, H, W) with the frames of each clip "
+            f"contiguous (T = num_frames = {self.num_frames}), or clips {clips.format(c=self.channels)} "
             f"(layout={self.layout!r})"
         )
+
+    def _split_layout(self, x: Tensor) -> tuple[Tensor, int]:
+        """Validate ``x`` and return it as frames ``(B*T, C, H, W)`` together with ``T``."""
         if not isinstance(x, Tensor):
-            raise TypeError(f"{expected}; got {type(x).__name__}")
+            raise TypeError(f"{self._expected()}; got {type(x).__name__}")
         if not x.is_floating_point():
-            raise TypeError(f"{expected} in a floating-point dtype; got {x.dtype} (shape {tuple(x.shape)})")
+            raise TypeError(
+                f"{self._expected()} in a floating-point dtype; got {x.dtype} (shape {tuple(x.shape)})"
+            )
         if x.ndim not in (4, 5):
-            raise ValueError(f"{expected}; got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
+            raise ValueError(f"{self._expected()}; got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
         channel_dim = 1 if x.ndim == 4 or self.layout == "BCTHW" else 2
         if x.shape[channel_dim] != self.channels:
-            raise ValueError(f"{expected}; got {x.shape[channel_dim]} channels in shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{self._expected()}; got {x.shape[channel_dim]} channels in shape {tuple(x.shape)}"
+            )
         if x.shape[-2] < 1 or x.shape[-1] < 1:
-            raise ValueError(f"{expected} with H, W >= 1; got an empty map in shape {tuple(x.shape)}")
+            empty = f"got an empty map in shape {tuple(x.shape)}"
+            raise ValueError(f"{self._expected()} with H, W >= 1; {empty}")
         if x.ndim == 5:
             num_frames = x.shape[3 - channel_dim]
             if num_frames < 1:
-                raise ValueError(f"{expected}; got T = 0 frames in shape {tuple(x.shape)}")
+                raise ValueError(f"{self._expected()}; got T = 0 frames in shape {tuple(x.shape)}")
             return rearrange(x, f"{_PATTERNS[self.layout]} -> (b t) c h w"), num_frames
         if x.shape[0] % self.num_frames != 0:
             raise ValueError(
-                f"{expected}; got a batch of {x.shape[0]} frames, which is not divisible by "
+                f"{self._expected()}; got a batch of {x.shape[0]} frames, which is not divisible by "
                 f"num_frames={self.num_frames} (shape {tuple(x.shape)})"
             )
         return x, self.num_frames
