@@ -97,8 +97,8 @@ class ClipBlock(nn.Module):
         """What the block takes, in words, for error messages (built only when one is raised)."""
         clips = "(B, C={c}, T, H, W)" if self.layout == "BCTHW" else "(B, T, C={c}, H, W)"
         return (
-            f"{type(self).__name__} expects frames (B*T, C={self.channels}, H, W) with the frames of each clip "
-            f"contiguous (T = num_frames = {self.num_frames}), or clips {clips.format(c=self.channels)} "
+            f"{type(self).__name__} expects frames (B*T, C={self.channels}, H, W) with the frames of each "
+            f"clip contiguous (T = num_frames = {self.num_frames}), or clips {clips.format(c=self.channels)} "
             f"(layout={self.layout!r})"
         )
 
