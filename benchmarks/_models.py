@@ -54,38 +54,51 @@ class TwoPsiBME(nn.Module):
     r"""Reference: BME as Eq. 4-6 are written, with ψ applied to :math:`F_{t+1}` and, separately, to
     :math:`F_{t-1}`, and :math:`\phi(F_t^g)` computed in each equation.
 
-    Shares the parameters of ``bme`` (paper configuration: both directions, global-to-local, zero clip
-    edges), so its output equals BME's; only the cost differs. Frames at a clip edge get ψ of a zero frame,
-    masked to zero (no neighbour, no motion), so ψ runs on ``2 T`` frames per clip, as the paper counts.
+    Shares the parameters and the options of ``bme`` (``directions``, ``mode``, ``edge``), so its output and
+    maps equal BME's; only the cost differs. Written from the paper, not from ``lstrl_layers/bme.py`` (which
+    runs ψ once per frame and shifts the result): the tests check BME against it. A frame at a clip edge gets
+    ψ of a zero frame, masked to zero (``edge="zero"``: no neighbour, no motion), or ψ of itself
+    (``"replicate"``), so ψ runs on ``T`` frames per direction and clip, ``2 T`` in the paper's configuration,
+    as the paper counts. ``mode="local"`` (Table 5's local-to-local variant) applies φ to :math:`F_t` instead
+    of :math:`F_t^g`.
 
     Shape:
         - Input: ``(B*T, C, H, W)``, ``T = bme.num_frames``.
-        - Output: same shape.
+        - Output: same shape; :meth:`with_maps` also returns ``"Mf"`` / ``"Mb"`` (the directions of ``bme``),
+          each ``(B, T, C // reduction, H, W)``, as ``bme(..., return_maps=True)``.
     """
 
     def __init__(self, bme: BME) -> None:
-        if bme.directions != ("forward", "backward") or bme.mode != "global" or bme.edge != "zero":
-            raise ValueError(
-                "TwoPsiBME reproduces the paper's BME (directions=('forward', 'backward'), mode='global', "
-                f"edge='zero'), got {bme.directions!r}, {bme.mode!r}, {bme.edge!r}"
-            )
         super().__init__()
         self.bme = bme
 
     def forward(self, frames: Tensor) -> Tensor:
+        return self.with_maps(frames)[0]
+
+    def with_maps(self, frames: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The output and the motion maps (``Mf`` of Eq. 4, ``Mb`` of Eq. 5)."""
         bme, num_frames = self.bme, self.bme.num_frames
         clips = rearrange(frames, "(b t) c h w -> b t c h w", t=num_frames)
-        pooled = reduce(frames, "n c h w -> n c 1 1", "mean")  # F_t^g
-        motions = []
-        for offset in (1, -1):  # Eq. 4: F_{t+1} (forward), Eq. 5: F_{t-1} (backward)
-            empty = torch.zeros_like(clips[:, :1])
-            neighbours = torch.cat([clips[:, 1:], empty] if offset == 1 else [empty, clips[:, :-1]], dim=1)
+        # F_t^g, or F_t in the local-to-local variant
+        query = reduce(frames, "n c h w -> n c 1 1", "mean") if bme.mode == "global" else frames
+        maps = {}
+        for direction, name, offset in (("forward", "Mf", 1), ("backward", "Mb", -1)):
+            if direction not in bme.directions:
+                continue
+            # Eq. 4: F_{t+1} (forward), Eq. 5: F_{t-1} (backward); the edge frame has no such neighbour
+            edge = clips[:, -1:] if offset == 1 else clips[:, :1]
+            missing = edge if bme.edge == "replicate" else torch.zeros_like(edge)
+            neighbours = torch.cat(
+                [clips[:, 1:], missing] if offset == 1 else [missing, clips[:, :-1]], dim=1
+            )
             psi = bme.psi(rearrange(neighbours, "b t c h w -> (b t) c h w"))  # a full ψ pass per direction
-            has_neighbour = torch.ones(num_frames, 1, 1, 1, device=frames.device, dtype=frames.dtype)
-            has_neighbour[-1 if offset == 1 else 0] = 0
-            psi = rearrange(psi, "(b t) c h w -> b t c h w", t=num_frames) * has_neighbour
-            phi = rearrange(bme.phi(pooled), "(b t) c h w -> b t c h w", t=num_frames)  # φ(F_t^g)
-            motions.append(phi * psi)
-        stacked = rearrange(torch.cat(motions, dim=2), "b t c h w -> (b t) c h w")
+            psi = rearrange(psi, "(b t) c h w -> b t c h w", t=num_frames)
+            if bme.edge == "zero":
+                has_neighbour = torch.ones(num_frames, 1, 1, 1, device=frames.device, dtype=frames.dtype)
+                has_neighbour[-1 if offset == 1 else 0] = 0
+                psi = psi * has_neighbour
+            phi = rearrange(bme.phi(query), "(b t) c h w -> b t c h w", t=num_frames)  # φ(F_t^g) or φ(F_t)
+            maps[name] = phi * psi
+        stacked = rearrange(torch.cat(list(maps.values()), dim=2), "b t c h w -> (b t) c h w")
         motion = bme.act(bme.upsilon(stacked))  # υ([Mf, Mb]) with ReLU, Eq. 6
-        return frames + motion
+        return frames + motion, maps

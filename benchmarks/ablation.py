@@ -37,7 +37,12 @@ from typing import Any
 import torch
 
 from lstrl_layers.argtypes import DEVICE_HELP, default_device, device, positive_int
-from lstrl_layers.reid import VideoReIDData, synthetic_motion_reid, synthetic_video_reid
+from lstrl_layers.reid import (
+    VideoReIDData,
+    synthetic_motion_reid,
+    synthetic_occlusion_reid,
+    synthetic_video_reid,
+)
 from lstrl_layers.reid.engine import TrainSettings, fit
 
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,
@@ -54,6 +59,7 @@ RECIPE = dict(
     lr=1e-3,
     step=10**9,
     test_batch=64,
+    test_sampling="even",  # T evenly spaced frames: partner clips are exact reversals of each other
 )
 IDENTITIES = (48, 24)  # training and test identities (24 + 12 pairs in the motion set)
 CAMERAS = 3
@@ -78,7 +84,12 @@ FULL: dict[str, dict[str, Any]] = {
     "+MAE+BME local-to-local": dict(model_kwargs=dict(bme_kwargs=dict(mode="local"))),
     "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False)),
 }
-DATASETS = {"motion": synthetic_motion_reid, "appearance": synthetic_video_reid}
+DATASETS = {
+    "approach": functools.partial(synthetic_motion_reid, motion="approach"),
+    "squat": functools.partial(synthetic_motion_reid, motion="squat"),
+    "appearance": synthetic_video_reid,
+    "occlusion": synthetic_occlusion_reid,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--erasing", type=number_in(float, 0, 1), help="random erasing probability (0.5)")
     data.add_argument(
         "--test-sampling",
-        choices=("rrs", "dense"),
-        help="rrs (default): first frame of each of T chunks; dense: all frames in T-frame clips, averaged",
+        choices=("first", "even", "dense"),
+        help="first (default): the first frame of each of T chunks; even: T evenly spaced frames, first to "
+        "last; dense: all frames in T-frame clips, averaged",
     )
     data.add_argument("--max-test-clips", type=positive, help="dense: at most this many clips per tracklet")
     data.add_argument("--workers", type=non_negative, help="data loader processes per training process")
@@ -156,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--epochs", type=positive, help="paper: 400")
     optim.add_argument(
         "--lr", type=number_in(float, 0, low_open=True), help="Adam learning rate (paper: 3e-4)"
+    )
+    optim.add_argument(
+        "--block-lr-factor",
+        type=number_in(float, 0, low_open=True),
+        help="the LSTRL blocks learn at lr x this (1: one rate, the paper's recipe)",
     )
     optim.add_argument("--weight-decay", type=number_in(float, 0), help="(paper: not given; 5e-4)")
     optim.add_argument("--step", type=positive, help="decay the lr every STEP epochs (paper: 70)")

@@ -8,6 +8,7 @@ all ``T*H*W`` keys, and BME's motion features ``Mf`` / ``Mb`` (L2 norm over chan
 
     python examples/visualize_maps.py --out maps.png                      # synthetic clip, untrained model
     python examples/visualize_maps.py --checkpoint out/mars/checkpoint.pt frame*.jpg --out maps.png
+    python examples/visualize_maps.py --checkpoint out/mars/model.pt frame*.jpg --out maps.png
 
 Needs matplotlib, torchvision and Pillow (the ``examples`` extra).
 """
@@ -37,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "images", nargs="*", type=existing_file, help="frames of one clip, in order (default: synthetic)"
     )
-    p.add_argument("--checkpoint", type=existing_file, help="checkpoint.pt of train_video_reid.py")
+    p.add_argument(
+        "--checkpoint",
+        type=existing_file,
+        metavar="PATH",
+        help="a trained model: checkpoint.pt or model.pt from train_video_reid.py's --out",
+    )
     p.add_argument("--model", default="resnet18", type=timm_model, help="timm backbone without --checkpoint")
     p.add_argument(
         "--stages", nargs="+", type=stage, default=[2, 3], help="LSTRL stages without --checkpoint (2 3)"

@@ -1,11 +1,16 @@
-"""BME against the paper's Eq. 4-6 computed literally (two psi passes), and its own properties."""
+"""BME against the paper's Eq. 4-6 as written (two psi passes, the reference in benchmarks/_models.py), and
+its own properties."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _scripts import BENCHMARKS, load_script
+from einops import rearrange
 
 from lstrl_layers import BME
+
+TwoPsiBME = load_script(BENCHMARKS / "_models.py").TwoPsiBME  # the reference the benchmarks measure too
 
 
 def _randomized(bme: BME) -> BME:
@@ -13,36 +18,6 @@ def _randomized(bme: BME) -> BME:
         for p in bme.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
     return bme
-
-
-def _conv1x1(conv: torch.nn.Conv2d, feature: torch.Tensor) -> torch.Tensor:
-    """A 1x1 conv on one (C, H, W) map, written as a matrix product."""
-    return torch.einsum("oc,chw->ohw", conv.weight[:, :, 0, 0], feature) + conv.bias[:, None, None]
-
-
-def _literal_bme(bme: BME, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One clip (T, C, H, W) through Eq. 4-6 frame by frame, psi run on each neighbour separately."""
-    num_frames = clip.shape[0]
-    outputs, maps = [], {"Mf": [], "Mb": []}
-    for t in range(num_frames):
-        frame = clip[t]
-        query_input = frame.mean((1, 2), keepdim=True) if bme.mode == "global" else frame  # F_t^g or F_t
-        query = _conv1x1(bme.phi, query_input)
-        motions = []
-        for name, direction, neighbour in (("Mf", "forward", t + 1), ("Mb", "backward", t - 1)):
-            if direction not in bme.directions:
-                continue
-            if 0 <= neighbour < num_frames:
-                motion = query * _conv1x1(bme.psi, clip[neighbour])  # Eq. 4 / Eq. 5
-            elif bme.edge == "replicate":
-                motion = query * _conv1x1(bme.psi, frame)
-            else:
-                motion = torch.zeros_like(_conv1x1(bme.psi, frame))
-            maps[name].append(motion)
-            motions.append(motion)
-        f_m = torch.relu(_conv1x1(bme.upsilon, torch.cat(motions)))  # Eq. 6
-        outputs.append(frame + f_m)
-    return torch.stack(outputs), {k: torch.stack(v) for k, v in maps.items() if v}
 
 
 @pytest.mark.parametrize(
@@ -65,19 +40,23 @@ def test_matches_the_equations_with_two_psi_passes(
     clips = torch.randn(2, num_frames, 8, 3, 2, dtype=torch.float64, device=device)
     with torch.no_grad():
         out, maps = bme(clips, return_maps=True)
-        expected = [_literal_bme(bme, clip) for clip in clips]
-    torch.testing.assert_close(out, torch.stack([e[0] for e in expected]))
-    assert sorted(maps) == sorted(expected[0][1])
+        expected, expected_maps = TwoPsiBME(bme).with_maps(rearrange(clips, "b t c h w -> (b t) c h w"))
+    torch.testing.assert_close(out, rearrange(expected, "(b t) c h w -> b t c h w", t=num_frames))
+    assert list(maps) == list(expected_maps) and len(maps) == len(bme.directions)
     for name in maps:
-        torch.testing.assert_close(maps[name], torch.stack([e[1][name] for e in expected]))
+        torch.testing.assert_close(maps[name], expected_maps[name])
 
 
-def test_psi_runs_once_per_frame() -> None:
+def test_psi_runs_once_per_frame_where_the_equations_as_written_run_it_twice() -> None:
     bme = BME(8, 4)
     calls: list[int] = []
     bme.psi.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
-    bme(torch.randn(3 * 4, 8, 2, 2))
+    frames = torch.randn(3 * 4, 8, 2, 2)
+    bme(frames)
     assert calls == [12]
+    calls.clear()
+    TwoPsiBME(bme)(frames)
+    assert calls == [12, 12]  # F_{t+1} and F_{t-1} of every frame, as the paper counts
 
 
 @pytest.mark.parametrize("edge", ["zero", "replicate"])

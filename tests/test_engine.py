@@ -114,7 +114,7 @@ def test_two_processes_step_like_one_process_on_the_union(tmp_path: Path) -> Non
 
 def test_rank_batches_partition_the_global_batch_in_whole_identities() -> None:
     labels = [i // 3 for i in range(30)]  # 10 identities, 3 tracklets each
-    sampler = PKBatchSampler(labels, num_identities=4, num_instances=2, seed=3)
+    sampler = PKBatchSampler(labels, P=4, K=2, seed=3)
     shares = [RankBatchSampler(PKBatchSampler(labels, 4, 2, seed=3), World(r, 2)) for r in range(2)]
     for epoch in (1, 2):
         sampler.set_epoch(epoch)

@@ -64,7 +64,7 @@ def _quiet(message: str) -> None:
         (
             dict(test_sampling="RRS"),
             ValueError,
-            r"test_sampling must be one of \('rrs', 'dense'\), got 'RRS'",
+            r"test_sampling must be one of \('first', 'even', 'dense'\), got 'RRS'",
         ),
         (dict(metric="l2"), ValueError, r"metric must be one of \('cosine', 'euclidean'\), got 'l2'"),
         (dict(K=1), ValueError, r"triplet loss needs P >= 2 identities of K >= 2 clips .* got P=2, K=1"),

@@ -91,12 +91,13 @@ def test_train_needs_data() -> None:
         _example("train_video_reid").main(["--epochs", "1"])
 
 
-def test_visualize_maps_from_checkpoint(trained: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("file", ["checkpoint.pt", "model.pt"])  # what --checkpoint takes, as its help says
+def test_visualize_maps_from_checkpoint(trained: Path, tmp_path: Path, file: str) -> None:
     pytest.importorskip("matplotlib")
     out = _example("visualize_maps").main(
         [
             "--checkpoint",
-            str(trained / "checkpoint.pt"),
+            str(trained / file),
             "-T",
             "3",
             "--block",

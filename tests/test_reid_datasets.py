@@ -489,14 +489,32 @@ def _tracklet(frames: int = 3) -> Tracklet:
 
 
 CLIP_DATASET_BREAKS = {  # argument -> (keyword arguments, error, words the message must hold)
-    "clip_len 0": ({"clip_len": 0}, ValueError, ["clip_len must be an int >= 1, got 0"]),
-    "clip_len float": ({"clip_len": 4.0}, TypeError, ["clip_len must be an int >= 1, got 4.0 (float)"]),
-    "clip_len bool": ({"clip_len": True}, TypeError, ["clip_len must be an int >= 1, got True (bool)"]),
+    "num_frames 0": (
+        {"num_frames": 0},
+        ValueError,
+        ["num_frames (T, frames per clip) must be an int >= 1, got 0"],
+    ),
+    "num_frames float": (
+        {"num_frames": 4.0},
+        TypeError,
+        ["num_frames (T, frames per clip)", "got 4.0 (float)"],
+    ),
+    "num_frames bool": (
+        {"num_frames": True},
+        TypeError,
+        ["num_frames (T, frames per clip)", "got True (bool)"],
+    ),
+    "num_frames missing": ({"num_frames": None}, TypeError, ["num_frames (T, frames per clip)", "got None"]),
+    "num_frames and clip_len": (
+        {"clip_len": 2},
+        TypeError,
+        ["ClipDataset got both num_frames and its old name clip_len: pass num_frames only"],
+    ),
     "size of one value": ({"size": (8,)}, TypeError, ["size must be (H, W), two ints >= 1", "(8,)"]),
     "size 0": ({"size": (0, 4)}, ValueError, ["size[0] must be an int >= 1, got 0"]),
     "size as text": ({"size": "8x4"}, TypeError, ["size must be (H, W)", "'8x4' (str)"]),
     "max_clips 0": ({"max_clips": 0}, ValueError, ["max_clips must be an int >= 1, got 0"]),
-    "unknown sampling": ({"sampling": "all"}, ValueError, ["'rrs', 'first' or 'dense'", "'all'"]),
+    "unknown sampling": ({"sampling": "all"}, ValueError, ["'rrs', 'first', 'even' or 'dense'", "'all'"]),
     "transform not callable": ({"transform": "flip"}, TypeError, ["transform must be callable", "'flip'"]),
     "no tracklet": ({"tracklets": []}, ValueError, ["tracklets is empty"]),
     "tracklet without frames": (
@@ -526,12 +544,31 @@ CLIP_DATASET_BREAKS = {  # argument -> (keyword arguments, error, words the mess
 
 @pytest.mark.parametrize("case", list(CLIP_DATASET_BREAKS))
 def test_clip_dataset_refuses_bad_arguments(case: str) -> None:
-    good = {"tracklets": [_tracklet()], "clip_len": 2, "size": (8, 4), "sampling": "dense"}
+    good = {"tracklets": [_tracklet()], "num_frames": 2, "size": (8, 4), "sampling": "dense"}
     ClipDataset(**good)  # type: ignore[arg-type]
     kwargs, error, words = CLIP_DATASET_BREAKS[case]
     with pytest.raises(error) as info:
         ClipDataset(**{**good, **kwargs})  # type: ignore[arg-type]
     assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_clip_dataset_old_clip_len_keyword_warns_and_gives_the_same_clips() -> None:
+    tracklets = [_tracklet(5), _tracklet(2)]
+    tracklets[0].frames[:, 0] = torch.arange(5, dtype=torch.uint8)[:, None, None] * 40  # frames tell apart
+    new = ClipDataset(tracklets, num_frames=2, size=(8, 4), sampling="dense")
+    with pytest.warns(
+        DeprecationWarning, match=r"ClipDataset: clip_len= is deprecated .* use num_frames="
+    ) as w:
+        old = ClipDataset(tracklets, clip_len=2, size=(8, 4), sampling="dense")
+    assert w[0].filename == __file__  # the warning points at the caller's line
+    assert old.num_frames == new.num_frames == 2
+    for i in range(len(new)):
+        assert torch.equal(old[i][0], new[i][0])
+    assert old[0][0].shape == (3, 2, 3, 8, 4)
+    with pytest.warns(DeprecationWarning, match=r"ClipDataset.clip_len is deprecated .* use .num_frames"):
+        assert new.clip_len == 2
+    with pytest.raises(AttributeError):
+        new.clip_len = 3  # type: ignore[misc]  # read-only: num_frames is the attribute
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,28 @@ def test_distances_match_cdist_with_zero_diagonal(device: torch.device) -> None:
     assert torch.all(euclidean_distances(x).diagonal() == 0)
 
 
+def test_distances_to_other_features_match_cdist_and_keep_a_finite_gradient(device: torch.device) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, device=device)
+    y = torch.cat([x[:2], torch.randn(4, 3, device=device)]).requires_grad_()  # rows 0, 1 equal x's
+    distances = euclidean_distances(x, other=y)
+    assert distances.shape == (5, 6) and distances.dtype == torch.float32
+    torch.testing.assert_close(distances, torch.cdist(x, y), atol=1e-4, rtol=0)
+    assert distances[0, 0].item() == pytest.approx(1e-6)  # sqrt(eps): no zero diagonal between two sets
+    distances.sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+def test_distances_stay_float32_under_autocast() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 64) * 30, torch.randn(5, 64) * 30  # large norms: a bf16 product would show
+    plain = euclidean_distances(x, other=y), euclidean_distances(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = euclidean_distances(x, other=y), euclidean_distances(x)
+    for expected, got in zip(plain, under_autocast):
+        assert got.dtype == torch.float32 and torch.equal(got, expected)
+
+
 def test_batch_hard_triplet_hand_computed(device: torch.device) -> None:
     # 1-D features; d(a, hardest p), d(a, hardest n): (1, 3), (1, 2), (2, 2), (2, 4)
     features = torch.tensor([[0.0], [1.0], [3.0], [5.0]], device=device)
@@ -146,6 +168,12 @@ def test_triplet_module_checks_at_construction(kwargs: dict, error: type[Excepti
 def test_euclidean_distances_bad_arguments() -> None:
     with pytest.raises(ValueError, match=r"features must be \(N, D\), got shape \(4,\)"):
         euclidean_distances(torch.randn(4))
+    with pytest.raises(
+        ValueError, match=r"other must be \(M, D\) with the D and device of features \(4, 8\)"
+    ):
+        euclidean_distances(F4, other=torch.randn(3, 5))
+    with pytest.raises(TypeError, match=r"other must be a floating-point tensor \(M, D\), got a torch.int64"):
+        euclidean_distances(F4, other=torch.ones(3, 8, dtype=torch.long))
     for eps in (-1.0, 0.0, float("nan")):
         with pytest.raises(ValueError, match=f"eps must be a positive, finite float, got {eps}"):
             euclidean_distances(F4, eps=eps)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lstrl_layers.reid import evaluate_ranking, pairwise_distances
+from lstrl_layers.reid import euclidean_distances, evaluate_ranking, pairwise_distances
 
 # gallery: identity, camera
 G_IDS = [1, 2, 1, -1, 1, 0]  # -1: junk, 0: distractor
@@ -239,6 +239,17 @@ def test_pairwise_distances(device: torch.device) -> None:
     assert pairwise_distances(q, g).device == q.device
     with pytest.raises(ValueError, match="metric must be 'euclidean' or 'cosine', got 'manhattan'"):
         pairwise_distances(q, g, "manhattan")
+
+
+def test_pairwise_euclidean_distances_are_the_triplet_loss_distances(device: torch.device) -> None:
+    torch.manual_seed(0)
+    query, gallery = torch.randn(4, 8, device=device), torch.randn(7, 8, device=device)
+    distances = pairwise_distances(query, gallery)
+    assert torch.equal(distances, euclidean_distances(query, other=gallery))
+    torch.testing.assert_close(distances, torch.cdist(query, gallery), atol=1e-4, rtol=0)
+    half = pairwise_distances(query.half(), gallery.half())
+    assert half.dtype == torch.float32
+    assert torch.equal(half, euclidean_distances(query.half().float(), other=gallery.half().float()))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Frame sampling (restricted random, chunk-first, dense) and the P x K batch sampler."""
+"""Frame sampling (restricted random, chunk-first, even, dense) and the P x K batch sampler."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from lstrl_layers.reid import (
     chunk_bounds,
     chunk_first_indices,
     dense_clip_indices,
+    even_indices,
     restricted_random_indices,
 )
 
@@ -49,19 +50,35 @@ def test_dense_clips_cover_every_frame_and_pad_the_last() -> None:
     assert dense_clip_indices(20, 2, max_clips=3) == [[0, 1], [6, 7], [12, 13]]
 
 
+def test_sampling_takes_the_tracklet_length_then_the_clip_length_by_name() -> None:
+    assert chunk_bounds(length=10, num_frames=4) == chunk_bounds(10, 4)
+    assert chunk_first_indices(length=3, num_frames=8) == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert even_indices(length=10, num_frames=4) == [0, 3, 6, 9]
+    assert dense_clip_indices(length=10, num_frames=4, max_clips=1) == [[0, 1, 2, 3]]
+    g = torch.Generator().manual_seed(0)
+    assert restricted_random_indices(length=3, num_frames=8, generator=g) == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((0, 4), ValueError, "num_frames must be an int >= 1, got 0"),
-        ((-3, 4), ValueError, "num_frames must be an int >= 1, got -3"),
-        ((5, 0), ValueError, "clip_len must be an int >= 1, got 0"),
-        ((2.5, 4), TypeError, r"num_frames must be an int >= 1, got 2.5 \(float\)"),
-        ((10, 4.0), TypeError, r"clip_len must be an int >= 1, got 4.0 \(float\)"),
-        ((True, 4), TypeError, r"num_frames must be an int >= 1, got True \(bool\)"),
+        ((0, 4), ValueError, r"length \(frames of the tracklet\) must be an int >= 1, got 0"),
+        ((-3, 4), ValueError, r"length \(frames of the tracklet\) must be an int >= 1, got -3"),
+        ((5, 0), ValueError, r"num_frames \(T, frames per clip\) must be an int >= 1, got 0"),
+        ((2.5, 4), TypeError, r"length \(frames of the tracklet\) must be an int >= 1, got 2.5 \(float\)"),
+        ((10, 4.0), TypeError, r"num_frames \(T, frames per clip\) must be an int >= 1, got 4.0 \(float\)"),
+        ((True, 4), TypeError, r"length \(frames of the tracklet\) must be an int >= 1, got True \(bool\)"),
     ],
 )
 def test_sampling_rejects_bad_lengths(args: tuple, error: type[Exception], match: str) -> None:
-    for sample in (chunk_bounds, chunk_first_indices, dense_clip_indices, restricted_random_indices):
+    samplers = (
+        chunk_bounds,
+        chunk_first_indices,
+        dense_clip_indices,
+        even_indices,
+        restricted_random_indices,
+    )
+    for sample in samplers:
         with pytest.raises(error, match=match):
             sample(*args)
 
@@ -81,7 +98,7 @@ def test_restricted_sampling_rejects_a_generator_of_the_wrong_type() -> None:
 
 def test_pk_batches_hold_p_identities_with_k_clips_each() -> None:
     labels = [0] * 5 + [1] * 4 + [2] * 2 + [3] * 6 + [4] * 1 + [5] * 4 + [6] * 4
-    sampler = PKBatchSampler(labels, num_identities=3, num_instances=4, seed=1)
+    sampler = PKBatchSampler(labels, P=3, K=4, seed=1)
     batches = list(sampler)
     assert len(batches) == len(sampler) == 7 // 3
     visited = []
@@ -113,8 +130,11 @@ def test_pk_sampler_order_depends_on_seed_and_epoch_only() -> None:
 
 
 def test_pk_sampler_needs_p_identities() -> None:
-    with pytest.raises(ValueError, match=r"at most the number of identities in labels \(2\), got 3"):
-        PKBatchSampler([0, 0, 1], num_identities=3, num_instances=2)
+    with pytest.raises(
+        ValueError,
+        match=r"P \(identities per batch\) must be at most the number of identities in labels \(2\), got 3",
+    ):
+        PKBatchSampler([0, 0, 1], P=3, K=2)
 
 
 LABELS = [0, 0, 1, 1, 2, 2]
@@ -123,16 +143,12 @@ LABELS = [0, 0, 1, 1, 2, 2]
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(num_identities=2.5), TypeError, r"num_identities \(P\) must be an int >= 1, got 2.5 \(float\)"),
-        (
-            dict(num_identities=True),
-            TypeError,
-            r"num_identities \(P\) must be an int >= 1, got True \(bool\)",
-        ),
-        (dict(num_identities=0), ValueError, r"num_identities \(P\) must be an int >= 1, got 0"),
-        (dict(num_instances=0), ValueError, r"num_instances \(K\) must be an int >= 1, got 0"),
-        (dict(num_instances=2.0), TypeError, r"num_instances \(K\) must be an int >= 1, got 2.0 \(float\)"),
-        (dict(num_instances=None), TypeError, r"num_instances \(K\) must be an int >= 1, got None"),
+        (dict(P=2.5), TypeError, r"P \(identities per batch\) must be an int >= 1, got 2.5 \(float\)"),
+        (dict(P=True), TypeError, r"P \(identities per batch\) must be an int >= 1, got True \(bool\)"),
+        (dict(P=0), ValueError, r"P \(identities per batch\) must be an int >= 1, got 0"),
+        (dict(K=0), ValueError, r"K \(tracklets per identity\) must be an int >= 1, got 0"),
+        (dict(K=2.0), TypeError, r"K \(tracklets per identity\) must be an int >= 1, got 2.0 \(float\)"),
+        (dict(K=None), TypeError, r"K \(tracklets per identity\) must be an int >= 1, got None"),
         (dict(seed=1.5), TypeError, r"seed must be an int, got 1.5 \(float\)"),
         (
             dict(labels=[1.7, 1.2, 2, 2]),
@@ -150,7 +166,7 @@ LABELS = [0, 0, 1, 1, 2, 2]
     ],
 )
 def test_pk_sampler_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
-    arguments = dict(labels=LABELS, num_identities=2, num_instances=2) | kwargs
+    arguments = dict(labels=LABELS, P=2, K=2) | kwargs
     with pytest.raises(error, match=match):
         PKBatchSampler(**arguments)
 
@@ -170,3 +186,48 @@ def test_pk_sampler_set_epoch_rejects_bad_epochs(epoch: object, error: type[Exce
     sampler = PKBatchSampler(LABELS, 2, 2)
     with pytest.raises(error, match=f"epoch must be an int >= 0, got {epoch!r}"):
         sampler.set_epoch(epoch)  # type: ignore[arg-type]
+
+
+def test_pk_sampler_missing_p_or_k_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"P \(identities per batch\) must be an int >= 1, got None"):
+        PKBatchSampler(LABELS)
+    with pytest.raises(TypeError, match=r"K \(tracklets per identity\) must be an int >= 1, got None"):
+        PKBatchSampler(LABELS, 2)
+
+
+def test_pk_sampler_old_keywords_warn_and_give_the_same_batches() -> None:
+    reference = PKBatchSampler(LABELS, P=2, K=3, seed=5)
+    with pytest.warns(DeprecationWarning) as caught:
+        old = PKBatchSampler(LABELS, num_identities=2, num_instances=3, seed=5)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "num_identities= is deprecated" in messages[0] and messages[0].endswith("use P=")
+    assert "num_instances= is deprecated" in messages[1] and messages[1].endswith("use K=")
+    assert all(w.filename == __file__ for w in caught)  # the warning points at the caller's line
+    assert (old.P, old.K) == (reference.P, reference.K) == (2, 3)
+    assert list(old) == list(reference)
+    with pytest.warns(DeprecationWarning, match="num_identities= is deprecated"):
+        mixed = PKBatchSampler(LABELS, num_identities=2, K=3, seed=5)
+    assert list(mixed) == list(PKBatchSampler(LABELS, P=2, K=3, seed=5))
+
+
+def test_pk_sampler_old_attribute_names_warn_and_read_p_and_k() -> None:
+    sampler = PKBatchSampler(LABELS, 3, 2)
+    with pytest.warns(DeprecationWarning, match=r"PKBatchSampler.num_identities is deprecated .* use .P"):
+        assert sampler.num_identities == sampler.P == 3
+    with pytest.warns(DeprecationWarning, match=r"PKBatchSampler.num_instances is deprecated .* use .K"):
+        assert sampler.num_instances == sampler.K == 2
+    with pytest.raises(AttributeError):
+        sampler.num_identities = 2  # type: ignore[misc]  # read-only: P is the attribute
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(P=2, num_identities=2), "got both P and its old name num_identities: pass P only"),
+        (dict(P=2, K=2, num_instances=2), "got both K and its old name num_instances: pass K only"),
+    ],
+)
+def test_pk_sampler_refuses_a_value_under_both_names(kwargs: dict, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        PKBatchSampler(LABELS, **kwargs)

@@ -9,10 +9,12 @@ rebuild it. The pieces, to build your own loop:
 - :mod:`~lstrl_layers.reid.sampling`: restricted random sampling, test-time chunk / dense clips, ``P x K``
   batches.
 - :mod:`~lstrl_layers.reid.losses`: batch-hard triplet loss, CE + triplet.
-- :mod:`~lstrl_layers.reid.metrics`: query-gallery CMC, mAP and mINP (standard ReID protocol).
+- :mod:`~lstrl_layers.reid.metrics`: query-gallery CMC, mAP and mINP (standard ReID protocol); the
+  within-pair AUC of data with paired identities.
 - :mod:`~lstrl_layers.reid.rerank`: k-reciprocal re-ranking of the query-gallery distances.
 - :mod:`~lstrl_layers.reid.plots`: CMC curves and the ranked lists of the worst queries, as PNG files.
-- :mod:`~lstrl_layers.reid.data`: MARS, LS-VID and iLIDS-VID readers (one module each), tracklets, clips.
+- :mod:`~lstrl_layers.reid.data`: MARS, LS-VID and iLIDS-VID readers (one module each), tracklets, clips,
+  and synthetic sets whose answer is known (appearance, motion pairs, occlusion).
 
 Sampling, losses, metrics and re-ranking need only torch and numpy; the datasets need the ``examples`` extra
 (torchvision; scipy for the ``.mat`` files), and the plots matplotlib.
@@ -30,10 +32,13 @@ from .data import (
     read_lsvid,
     read_mars,
     read_rgb,
+    synthetic_motion_reid,
+    synthetic_occlusion_reid,
+    synthetic_video_reid,
 )
 from .engine import NonFiniteLoss, TrainingInterrupted, TrainSettings, evaluate, fit
 from .losses import BatchHardTripletLoss, ReIDLoss, batch_hard_triplet_loss, euclidean_distances
-from .metrics import ReIDResult, evaluate_ranking, pairwise_distances
+from .metrics import ReIDResult, evaluate_ranking, pair_auc, pairwise_distances
 from .plots import RankedRow, plot_cmc, plot_ranked, ranked_rows
 from .rerank import rerank
 from .sampling import (
@@ -41,9 +46,9 @@ from .sampling import (
     chunk_bounds,
     chunk_first_indices,
     dense_clip_indices,
+    even_indices,
     restricted_random_indices,
 )
-from .synthetic import synthetic_motion_reid, synthetic_video_reid
 
 __all__ = [
     "BatchHardTripletLoss",
@@ -65,10 +70,12 @@ __all__ = [
     "collate_test_clips",
     "dense_clip_indices",
     "euclidean_distances",
+    "even_indices",
     "evaluate",
     "evaluate_ranking",
     "fit",
     "load_model",
+    "pair_auc",
     "pairwise_distances",
     "plot_cmc",
     "plot_ranked",
@@ -81,5 +88,6 @@ __all__ = [
     "restricted_random_indices",
     "save_model",
     "synthetic_motion_reid",
+    "synthetic_occlusion_reid",
     "synthetic_video_reid",
 ]

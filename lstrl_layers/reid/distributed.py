@@ -145,9 +145,9 @@ class RankBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, batches: PKBatchSampler, world: World) -> None:
-        if batches.num_identities % world.size:
+        if batches.P % world.size:
             raise ValueError(
-                f"P={batches.num_identities} identities per global batch cannot be split into whole "
+                f"P={batches.P} identities per global batch cannot be split into whole "
                 f"identities over {world.size} processes: use a P divisible by {world.size}"
             )
         self.batches = batches

@@ -20,7 +20,7 @@ from ..reid_net import VideoReIDNet
 from .checkpoint import MODEL_FORMAT, load_checkpoint, load_model
 from .data import ClipDataset, Sampling, VideoReIDData, clip_transforms, collate_test_clips
 from .distributed import World, broadcast_object, close_world, gather_rows, init_world, shard_indices
-from .metrics import ReIDResult, evaluate_ranking, pairwise_distances
+from .metrics import ReIDResult, evaluate_ranking, pair_auc, pairwise_distances
 from .reporting import Reporter, frame_for_picture
 from .runtime import autocast, progress
 from .settings import TrainSettings
@@ -49,7 +49,7 @@ Log = Callable[[str], None]
 def test_loader(
     tracklets: Sequence[Any], settings: TrainSettings, world: World, name: str
 ) -> tuple[DataLoader, list[int]]:
-    sampling: Sampling = "first" if settings.test_sampling == "rrs" else "dense"
+    sampling: Sampling = settings.test_sampling  # type: ignore[assignment]
     dataset = ClipDataset(
         tracklets,
         settings.num_frames,
@@ -108,10 +108,13 @@ class Ranking:
     results: dict[str, ReIDResult]
     query: tuple[Tensor, Tensor, Tensor]  # features, identities, cameras
     gallery: tuple[Tensor, Tensor, Tensor]
+    pair_auc: float | None = None  # data with partners: metrics.pair_auc of the plain distances
 
     def metrics(self) -> dict[str, float]:
-        """The plain result's figures, then the re-ranked ones prefixed ``rerank_``."""
+        """The plain result's figures (and ``pair_auc``), then the re-ranked ones prefixed ``rerank_``."""
         out = {k: float(v) for k, v in self.results["plain"].as_dict().items()}
+        if self.pair_auc is not None:
+            out["pair_auc"] = self.pair_auc
         if "reranked" in self.results:
             out.update({f"rerank_{k}": float(v) for k, v in self.results["reranked"].as_dict().items()})
         return out
@@ -141,6 +144,10 @@ def rank_query_gallery(
             for name, d in distances.items()
         }
         ranking = Ranking(distances, results, query, gallery)
+        if data.partners:
+            ranking.pair_auc = pair_auc(
+                distances["plain"], query[1], gallery[1], query[2], gallery[2], data.partners
+            )
     metrics = broadcast_object(ranking.metrics() if ranking is not None else None, world)
     return metrics, ranking  # type: ignore[return-value]
 
@@ -151,7 +158,9 @@ def evaluate(
     """Query-gallery evaluation (CMC, mAP, mINP) of ``model`` on ``data``, the same on every rank.
 
     Returns ``{"mAP": ..., "mINP": ..., "rank1": ..., "rank5": ..., ...}`` (fractions in ``[0, 1]``); with
-    ``settings.rerank``, the same figures after k-reciprocal re-ranking follow, prefixed ``rerank_``.
+    ``settings.rerank``, the same figures after k-reciprocal re-ranking follow, prefixed ``rerank_``; on
+    data with ``partners`` (the synthetic motion sets), ``"pair_auc"``
+    (:func:`~lstrl_layers.reid.metrics.pair_auc`).
     """
     return rank_query_gallery(model, data, settings, world or World(device=settings.device))[0]
 
@@ -176,12 +185,27 @@ def draw_pictures(ranking: Ranking, data: VideoReIDData) -> Callable[[Path, Path
     return draw
 
 
-SUMMARY = ("mAP", "mINP", "rank1", "rank5", "rank10", "rank20", "rerank_mAP", "rerank_mINP", "rerank_rank1")
+SUMMARY = (
+    "mAP",
+    "mINP",
+    "rank1",
+    "rank5",
+    "rank10",
+    "rank20",
+    "pair_auc",
+    "rerank_mAP",
+    "rerank_mINP",
+    "rerank_rank1",
+)
 
 
 def summary(metrics: dict[str, float]) -> str:
-    """``mAP 61.2, mINP 30.1, rank1 70.8, ...`` (and the re-ranked figures), in percent."""
-    return ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in SUMMARY if k in metrics)
+    """``mAP 61.2, mINP 30.1, rank1 70.8, ...`` in percent (and ``pair AUC 0.912``, the re-ranked figures)."""
+    return ", ".join(
+        f"pair AUC {metrics[k]:.3f}" if k == "pair_auc" else f"{k} {100 * metrics[k]:.1f}"
+        for k in SUMMARY
+        if k in metrics
+    )
 
 
 def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VideoReIDNet, dict[str, Any] | None]:

@@ -16,19 +16,37 @@ from .._checks import check_bool, check_float, got
 __all__ = ["BatchHardTripletLoss", "ReIDLoss", "batch_hard_triplet_loss", "euclidean_distances"]
 
 
-def euclidean_distances(features: Tensor, eps: float = 1e-12) -> Tensor:
-    """Pairwise Euclidean distances ``(N, N)`` of ``(N, D)`` features, in float32, with a zero diagonal.
+def euclidean_distances(features: Tensor, eps: float = 1e-12, other: Tensor | None = None) -> Tensor:
+    """Pairwise Euclidean distances in float32: ``(N, N)`` of ``(N, D)`` features with a zero diagonal, or
+    ``(N, M)`` from them to ``other`` ``(M, D)``.
 
-    Squared distances are clamped at ``eps`` before the square root, so the gradient stays finite for
-    identical features.
+    Computed as ``sqrt(|x|^2 + |y|^2 - 2 x.y)`` (one matrix product, in float32 under autocast too), with the
+    squared distances clamped at ``eps`` before the square root, so the gradient stays finite (zero) for
+    identical features; distances below ``sqrt(eps)`` read as ``sqrt(eps)``, except on the zero diagonal.
+    :func:`~lstrl_layers.reid.metrics.pairwise_distances` computes its ``"euclidean"`` metric here.
+
+    Raises:
+        TypeError: ``features`` or ``other`` not a floating-point tensor, ``eps`` not a float.
+        ValueError: not 2-D, ``other`` with another ``D`` or on another device, ``eps`` not positive and
+            finite.
     """
     _check_features("features", features)
+    if other is not None:
+        _check_features("other", other, "(M, D)")
+        if other.shape[1] != features.shape[1] or other.device != features.device:
+            raise ValueError(
+                f"other must be (M, D) with the D and device of features {tuple(features.shape)} on "
+                f"{features.device}, got {tuple(other.shape)} on {other.device}"
+            )
     check_float("eps", eps, "a positive, finite float", low=0.0, low_inclusive=False)
     x = features.float()
-    squared = x.pow(2).sum(1)
-    dist2 = squared[:, None] + squared[None, :] - 2.0 * x @ x.t()
+    y = x if other is None else other.float()
+    with torch.autocast(x.device.type, enabled=False):  # autocast would take the product in half precision
+        dist2 = x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :] - 2.0 * x @ y.t()
     dist = dist2.clamp_min(eps).sqrt()
-    return dist * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
+    if other is None:
+        dist = dist * (1.0 - torch.eye(len(x), device=x.device, dtype=x.dtype))
+    return dist
 
 
 def _check_features(name: str, features: object, shape: str = "(N, D)") -> None:

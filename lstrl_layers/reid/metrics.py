@@ -32,14 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_int, got, integer_labels
+from .losses import euclidean_distances
 
-__all__ = ["ReIDResult", "evaluate_ranking", "pairwise_distances"]
+__all__ = ["ReIDResult", "evaluate_ranking", "pair_auc", "pairwise_distances"]
 
 
 def pairwise_distances(query: Tensor, gallery: Tensor, metric: str = "euclidean") -> Tensor:
     """Distances ``(Q, G)`` between query ``(Q, D)`` and gallery ``(G, D)`` features, in float32.
 
-    ``metric``: ``"euclidean"`` or ``"cosine"`` (``1 - cosine similarity``).
+    ``metric``: ``"euclidean"`` (:func:`~lstrl_layers.reid.losses.euclidean_distances`, the triplet loss's
+    distance) or ``"cosine"`` (``1 - cosine similarity``).
 
     Raises:
         TypeError: a feature set that is not a floating-point tensor.
@@ -65,9 +67,9 @@ def pairwise_distances(query: Tensor, gallery: Tensor, metric: str = "euclidean"
             f"query and gallery must have the same feature size D, got {tuple(query.shape)} and "
             f"{tuple(gallery.shape)}"
         )
-    query, gallery = query.float(), gallery.float()
     if metric == "euclidean":
-        return torch.cdist(query, gallery)
+        return euclidean_distances(query, other=gallery)
+    query, gallery = query.float(), gallery.float()
     return 1.0 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).t()
 
 
@@ -170,6 +172,59 @@ def evaluate_ranking(
         num_queries=len(inputs.query_ids),
         num_skipped=len(inputs.query_ids) - scored,
     )
+
+
+def pair_auc(
+    distances: Tensor | np.ndarray | Sequence[Sequence[float]],
+    query_ids: Tensor | np.ndarray | Sequence[int],
+    gallery_ids: Tensor | np.ndarray | Sequence[int],
+    query_cams: Tensor | np.ndarray | Sequence[int],
+    gallery_cams: Tensor | np.ndarray | Sequence[int],
+    partners: Mapping[int, int],
+    tolerance: float = 1e-5,
+) -> float:
+    """How well queries tell their own identity from its partner's: a within-pair AUC in ``[0, 1]``.
+
+    For a query of identity ``p`` in camera ``c``, its score is the probability that a random gallery entry
+    of ``p`` and a random one of ``partners[p]``, both from cameras other than ``c``, are ranked in the
+    right order (the own entry closer); ties count one half. The result is the mean over the queries that
+    have entries of both. With pairs that share one appearance and play the same tracklets in opposite time
+    order, a model that gives a clip and the clip played backwards the same embedding ties every comparison
+    and scores exactly ``0.5``, whatever it has learnt; ``1.0`` separates every pair.
+
+    ``tolerance``: distances that differ by at most this count as a tie, so that the float round-off of a
+    model blind to the difference (about ``1e-7`` for cosine distances of float32 features) does not decide
+    the comparison.
+
+    Raises:
+        TypeError: non-numeric distances, non-integer labels, ``partners`` not a mapping of ints.
+        ValueError: shapes that do not match, or no query with gallery entries of itself and its partner in
+            other cameras.
+    """
+    inputs = _ranking_inputs(distances, query_ids, gallery_ids, query_cams, gallery_cams, ())
+    if not isinstance(partners, Mapping) or not all(
+        isinstance(k, numbers.Integral) and isinstance(v, numbers.Integral) for k, v in partners.items()
+    ):
+        raise TypeError(f"partners must map identities (int) to identities (int), got {got(partners)}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not tolerance >= 0:
+        raise ValueError(f"tolerance must be a float >= 0, got {tolerance!r}")
+    scores = []
+    for q, (identity, camera) in enumerate(zip(inputs.query_ids, inputs.query_cams)):
+        if int(identity) not in partners:
+            continue
+        other_camera = inputs.gallery_cams != camera
+        own = inputs.distances[q, other_camera & (inputs.gallery_ids == identity)]
+        partner = inputs.distances[q, other_camera & (inputs.gallery_ids == partners[int(identity)])]
+        if own.size and partner.size:
+            difference = partner[None, :] - own[:, None]  # > 0: the own entry is closer
+            wins = np.where(np.abs(difference) <= tolerance, 0.5, (difference > 0).astype(np.float64))
+            scores.append(float(wins.mean()))
+    if not scores:
+        raise ValueError(
+            f"no query has gallery entries of its own identity and of its partner in other cameras "
+            f"({len(inputs.query_ids)} queries, {len(partners)} identities in partners)"
+        )
+    return float(np.mean(scores))
 
 
 @dataclass(frozen=True)

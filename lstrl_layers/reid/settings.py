@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -11,7 +12,10 @@ from .._checks import check_bool, check_float, check_int, check_size, got
 
 __all__ = ["TEST_SAMPLINGS", "TrainSettings", "default_workers"]
 
-TEST_SAMPLINGS = ("rrs", "dense")  # rrs: the first frame of each of T chunks; dense: every frame, in clips
+# first: the first frame of each of T chunks (deterministic restricted random sampling); even: T evenly spaced
+# frames, first to last (a tracklet played backwards gives the same clip played backwards); dense: every
+# frame, in clips. The names of ClipDataset's test samplings.
+TEST_SAMPLINGS = ("first", "even", "dense")
 METRICS = ("cosine", "euclidean")
 
 
@@ -26,7 +30,9 @@ class TrainSettings:
 
     Defaults are the paper's §4.2 recipe: ResNet-50 with LSTRL blocks after ``layer2`` and ``layer3``,
     256 x 128 frames, ``T = 8``, ``P x K = 8 x 4``, Adam at ``3e-4`` decayed by 10 every 70 epochs, 400
-    epochs, cross-entropy + batch-hard triplet loss with margin 0.3.
+    epochs, cross-entropy + batch-hard triplet loss with margin 0.3. ``block_lr_factor`` multiplies the
+    learning rate of the LSTRL blocks' parameters (1: one rate for all, the paper's recipe); the blocks start
+    as the identity, and learning the direction of motion waits on them (see the ablation in the docs).
     ``model_kwargs`` holds further :class:`~lstrl_layers.VideoReIDNet` arguments (``zero_init``,
     ``mae_kwargs``, ``bme_kwargs``), plain values only. ``weights``: a local file of backbone weights
     (timm's ``pretrained_cfg_overlay=dict(file=...)``), used instead of a download.
@@ -50,12 +56,13 @@ class TrainSettings:
     P: int = 8
     K: int = 4
     erasing: float = 0.5
-    test_sampling: str = "rrs"
+    test_sampling: str = "first"
     max_test_clips: int | None = None
     workers: int = field(default_factory=default_workers)
     # optimization
     epochs: int = 400
     lr: float = 3e-4
+    block_lr_factor: float = 1.0
     weight_decay: float = 5e-4
     step: int = 70
     gamma: float = 0.1
@@ -102,11 +109,21 @@ class TrainSettings:
         self.size = check_size("size", self.size)
         check_float("erasing", self.erasing, "a probability in [0, 1]", low=0.0, high=1.0)
         check_float("lr", self.lr, "a positive, finite float", low=0.0, low_inclusive=False)
+        check_float(
+            "block_lr_factor", self.block_lr_factor, "a positive, finite float", low=0.0, low_inclusive=False
+        )
         check_float("weight_decay", self.weight_decay, "a finite float >= 0", low=0.0)
         check_float("gamma", self.gamma, "a float in (0, 1]", low=0.0, high=1.0, low_inclusive=False)
         check_float("margin", self.margin, "a finite float >= 0", low=0.0)
         check_float("triplet_weight", self.triplet_weight, "a finite float >= 0", low=0.0)
         check_float("label_smoothing", self.label_smoothing, "a float in [0, 1]", low=0.0, high=1.0)
+        if self.test_sampling == "rrs":  # the name of "first" in version 0.1 (and in 0.1 checkpoints)
+            warnings.warn(
+                "test_sampling='rrs' is now called 'first' (the first frame of each chunk)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.test_sampling = "first"
         for name, allowed in (("test_sampling", TEST_SAMPLINGS), ("metric", METRICS)):
             value = getattr(self, name)
             if not isinstance(value, str):

@@ -23,6 +23,7 @@ from .clips import (
 from .ilidsvid import read_ilidsvid
 from .lsvid import read_lsvid
 from .mars import read_mars
+from .synthetic import synthetic_motion_reid, synthetic_occlusion_reid, synthetic_video_reid
 from .tracklets import Frames, Tracklet, VideoReIDData
 
 __all__ = [
@@ -40,4 +41,7 @@ __all__ = [
     "read_lsvid",
     "read_mars",
     "read_rgb",
+    "synthetic_motion_reid",
+    "synthetic_occlusion_reid",
+    "synthetic_video_reid",
 ]

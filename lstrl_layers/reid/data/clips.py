@@ -13,7 +13,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..._checks import check_bool, check_int, check_size
-from ..sampling import chunk_first_indices, dense_clip_indices, restricted_random_indices
+from ..sampling import (
+    _deprecated_attribute,
+    _renamed,
+    chunk_first_indices,
+    dense_clip_indices,
+    even_indices,
+    restricted_random_indices,
+)
 from .tracklets import Tracklet
 
 __all__ = [
@@ -70,7 +77,7 @@ def read_rgb(path: str | Path) -> Tensor:
         return TF.pil_to_tensor(image.convert("RGB"))
 
 
-Sampling = Literal["rrs", "first", "dense"]
+Sampling = Literal["rrs", "first", "even", "dense"]
 
 
 def _checked_tracklet(index: int, tracklet: object) -> Tracklet:
@@ -103,33 +110,42 @@ class ClipDataset(Dataset):
 
     - ``"rrs"`` (training): restricted random sampling; item ``(clip (T, 3, H, W), pid, camid)``.
     - ``"first"`` (test): the first frame of each of the ``T`` chunks; item ``(clips (1, T, 3, H, W), ...)``.
+    - ``"even"`` (test): ``T`` evenly spaced frames, the first and the last included
+      (:func:`~lstrl_layers.reid.sampling.even_indices`; a tracklet played backwards gives this clip played
+      backwards); item ``(clips (1, T, 3, H, W), ...)``.
     - ``"dense"`` (test): all frames as consecutive ``T``-frame clips (at most ``max_clips``);
       item ``(clips (N, T, 3, H, W), ...)``. Batch test items with :func:`collate_test_clips`.
 
     Frames are decoded (Pillow) and resized to ``size`` one by one, then ``transform`` (e.g.
     :func:`clip_transforms`) runs on the whole uint8 clip. A frame that cannot be decoded raises
     :class:`UnreadableFrame`, naming the data set (``name``), the tracklet and the file.
+
+    ``num_frames`` (``T``) and ``size`` are required: ``ClipDataset(tracklets, 8, (256, 128))``. ``clip_len=``
+    is the old name of ``num_frames``, accepted with a ``DeprecationWarning`` for this release only.
     """
 
     def __init__(
         self,
         tracklets: Sequence[Tracklet],
-        clip_len: int,
-        size: tuple[int, int],
+        num_frames: int | None = None,
+        size: tuple[int, int] | None = None,
         sampling: Sampling = "rrs",
         transform: Callable[[Tensor], Tensor] | None = None,
         max_clips: int | None = None,
         seed: int | None = None,
         name: str = "",
+        *,
+        clip_len: int | None = None,
     ) -> None:
-        if sampling not in ("rrs", "first", "dense"):
-            raise ValueError(f"sampling must be 'rrs', 'first' or 'dense', got {sampling!r}")
+        num_frames = _renamed("ClipDataset", "num_frames", num_frames, "clip_len", clip_len)
+        if sampling not in ("rrs", "first", "even", "dense"):
+            raise ValueError(f"sampling must be 'rrs', 'first', 'even' or 'dense', got {sampling!r}")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got {transform!r}")
         self.tracklets = [_checked_tracklet(i, t) for i, t in enumerate(tracklets)]
         if not self.tracklets:
             raise ValueError("tracklets is empty: a ClipDataset needs at least one tracklet")
-        self.clip_len = check_int("clip_len", clip_len, minimum=1)
+        self.num_frames = check_int("num_frames (T, frames per clip)", num_frames)
         self.size = check_size("size", size)
         self.sampling = sampling
         self.transform = transform
@@ -141,6 +157,12 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.tracklets)
+
+    @property
+    def clip_len(self) -> int:
+        """The old name of :attr:`num_frames`, with a ``DeprecationWarning`` for this release only."""
+        _deprecated_attribute("ClipDataset", "clip_len", "num_frames")
+        return self.num_frames
 
     @property
     def labels(self) -> list[int]:
@@ -178,15 +200,17 @@ class ClipDataset(Dataset):
         tracklet = self.tracklets[index]
         n = len(tracklet)
         if self.sampling == "rrs":
-            clip = self._load(index, restricted_random_indices(n, self.clip_len, self.generator))
+            clip = self._load(index, restricted_random_indices(n, self.num_frames, self.generator))
             return self._transform(clip), tracklet.pid, tracklet.camid
         if self.sampling == "first":
-            clips = [chunk_first_indices(n, self.clip_len)]
+            clips = [chunk_first_indices(n, self.num_frames)]
+        elif self.sampling == "even":
+            clips = [even_indices(n, self.num_frames)]
         else:
-            clips = dense_clip_indices(n, self.clip_len, self.max_clips)
+            clips = dense_clip_indices(n, self.num_frames, self.max_clips)
         frames = self._load(index, [i for clip in clips for i in clip])
         frames = self._transform(frames)
-        return rearrange(frames, "(n t) c h w -> n t c h w", t=self.clip_len), tracklet.pid, tracklet.camid
+        return rearrange(frames, "(n t) c h w -> n t c h w", t=self.num_frames), tracklet.pid, tracklet.camid
 
 
 def collate_test_clips(batch: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -205,7 +229,7 @@ def collate_test_clips(batch: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor
         if item[0].ndim != 5 or item[0].shape[1:] != batch[0][0].shape[1:]:
             raise ValueError(
                 f"batch[{i}] clips must be (N, T, 3, H, W) like batch[0] {tuple(batch[0][0].shape)}, "
-                f"got {tuple(item[0].shape)} (test items come from sampling='first' or 'dense')"
+                f"got {tuple(item[0].shape)} (test items come from sampling='first', 'even' or 'dense')"
             )
     clips, pids, camids = zip(*batch)
     counts = torch.tensor([len(c) for c in clips])

@@ -31,7 +31,10 @@ class VideoReIDData:
     """A train / query / gallery split.
 
     ``train`` identities are relabelled ``0..num_train_ids - 1``; query and gallery keep the dataset's own
-    identities, and ``junk_ids`` lists those the evaluation must ignore (MARS: ``-1``).
+    identities, and ``junk_ids`` lists those the evaluation must ignore (MARS: ``-1``). ``partners`` maps
+    test identities to the identity they are paired with (each way), where the data set has such pairs (the
+    synthetic motion sets: one appearance, opposite motions); the evaluation then adds
+    :func:`~lstrl_layers.reid.metrics.pair_auc`.
     """
 
     train: list[Tracklet]
@@ -41,6 +44,7 @@ class VideoReIDData:
     junk_ids: tuple[int, ...] = ()
     name: str = ""
     info: dict[str, object] = field(default_factory=dict)
+    partners: dict[int, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         def line(part: str, tracks: list[Tracklet]) -> str:
