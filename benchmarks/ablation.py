@@ -1,18 +1,22 @@
 """What each block adds, on data where the answer is known: the paper's Tables 3-5 in miniature.
 
-Two synthetic data sets (``lstrl_layers.reid``): ``motion``, identities in pairs that share one appearance and
-walk in opposite directions (towards / away from the camera), and ``appearance``, identities that differ in
-appearance only. A frame-level model that pools over time (Baseline: per-frame CNN, GAP, TAP) gives a clip and
-its time reversal the same embedding, and so does +MAE (MAE is equivariant to permuting the frames, TAP
-invariant): on the motion set they cannot tell the two identities of a pair apart, whatever they learn. BME
-(frame t against t+1 and t-1, with separate weights per direction) can.
+Four synthetic data sets (``lstrl_layers.reid``): ``approach`` and ``squat``, identities in pairs that share
+one appearance and whose tracklets are the same videos played in opposite time order (walking towards / away
+from the camera; squatting down / standing up); ``appearance``, identities that differ in appearance only; and
+``occlusion``, identities seen in parts (each frame shows the upper or the lower body, whose looks other
+identities share). A frame-level model that pools over time (Baseline: per-frame CNN, GAP, TAP) gives a clip
+and its time reversal the same embedding, and so does +MAE (MAE is equivariant to permuting the frames, TAP
+invariant): on the motion sets their pair AUC (own clips ranked above the partner's) is exactly 0.5, whatever
+they learn. BME (frame t against t+1 and t-1, with separate weights per direction) can tell them apart.
 
-Every variant trains with the same data, seeds, schedule and code (``lstrl_layers.reid.engine``, as
-``examples/train_video_reid.py``) and is evaluated with the standard protocol (mAP, CMC rank-1).
+Every variant trains with the same data, seeds, batches, schedule and code (``lstrl_layers.reid.engine``, as
+``examples/train_video_reid.py``) and is evaluated with the standard protocol (mAP, CMC rank-1) and, on the
+motion sets, the pair AUC. Each variant is compared with the Baseline of the same seed (same data, same
+batches): the mean of the paired differences and its 95% t-interval.
 
-    python benchmarks/ablation.py                      # Table 3 rows, both sets, 3 seeds
+    python benchmarks/ablation.py                      # Table 3 rows, the four sets, 5 seeds
     python benchmarks/ablation.py --full               # + Table 4 and Table 5 rows, the paper's BME init
-    python benchmarks/ablation.py --quick              # one seed, fewer steps: a smoke run
+    python benchmarks/ablation.py --quick              # 3 seeds, the two motion sets: a smoke run
     python benchmarks/ablation.py --json out/ablation.json --plot out/ablation.png
 """
 
@@ -47,7 +51,8 @@ from lstrl_layers.reid.engine import TrainSettings, fit
 
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,
 # 0.7M parameters) with the blocks after layer2 and layer3 as in the paper, 64 x 32 frames, T = 4, P x K =
-# 8 x 3 (K: one clip per camera), Adam at 1e-3 without decay (from scratch, short runs).
+# 8 x 3 (K: one clip per camera), Adam at 1e-3 without decay (from scratch, short runs), the blocks at 10x
+# that rate. Test clips: T evenly spaced frames, so that partner clips are exact reversals of each other.
 BACKBONE = dict(model="resnet18", model_kwargs=dict(channels=(16, 32, 64, 128), stem_width=16))
 RECIPE = dict(
     pretrained=False,
@@ -57,11 +62,14 @@ RECIPE = dict(
     P=8,
     K=3,
     lr=1e-3,
+    block_lr_factor=10.0,
     step=10**9,
     test_batch=64,
-    test_sampling="even",  # T evenly spaced frames: partner clips are exact reversals of each other
+    test_sampling="even",
 )
-IDENTITIES = (48, 24)  # training and test identities (24 + 12 pairs in the motion set)
+STEPS, QUICK_STEPS = 200, 200
+SEEDS, QUICK_SEEDS = 5, 3
+IDENTITIES = (48, 24)  # training and test identities (24 + 12 pairs in the motion sets)
 CAMERAS = 3
 
 # Table 3 rows
@@ -71,7 +79,7 @@ TABLE3: dict[str, dict[str, Any]] = {
     "+BME": dict(mae=False),
     "+MAE+BME": dict(),
 }
-# --full: Table 4 (MAE without one granularity), Table 5 (BME variants), BME with the paper's initialization
+# --full: Table 4 (MAE without one granularity), Table 5 (BME variants), the blocks' recipe undone
 FULL: dict[str, dict[str, Any]] = {
     **{
         f"+MAE -A{i}": dict(
@@ -83,6 +91,8 @@ FULL: dict[str, dict[str, Any]] = {
     "+MAE+BME backward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["backward"]))),
     "+MAE+BME local-to-local": dict(model_kwargs=dict(bme_kwargs=dict(mode="local"))),
     "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False)),
+    "+BME one learning rate": dict(mae=False, block_lr_factor=1.0),
+    "+MAE+BME one learning rate": dict(block_lr_factor=1.0),
 }
 DATASETS = {
     "approach": functools.partial(synthetic_motion_reid, motion="approach"),
@@ -90,15 +100,28 @@ DATASETS = {
     "appearance": synthetic_video_reid,
     "occlusion": synthetic_occlusion_reid,
 }
+MOTION_SETS = ("approach", "squat")
+QUICK_SETS = MOTION_SETS
+# the rows each set runs by default: the occlusion set tests MAE's claim (Baseline vs +MAE)
+SET_VARIANTS = {"occlusion": ("Baseline", "+MAE")}
+# t quantiles t_{0.975, df} for df = 1..30 (two-sided 95% intervals); above 30, the normal 1.96
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)  # fmt: skip
+METRICS = ("mAP", "rank1", "pair_auc")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=positive_int, default=300, help="training steps per run (default 300)")
-    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per variant (default 3)")
-    p.add_argument("--full", action="store_true", help="also Table 4 and 5 rows and the paper's BME init")
-    p.add_argument("--quick", action="store_true", help="one seed, 60 steps (overrides --steps, --seeds)")
-    p.add_argument("--datasets", nargs="+", choices=tuple(DATASETS), default=list(DATASETS))
+    p.add_argument("--steps", type=positive_int, help=f"training steps per run (default {STEPS})")
+    p.add_argument(
+        "--seeds", type=positive_int, help=f"seeds per variant (default {SEEDS}; --quick {QUICK_SEEDS})"
+    )
+    p.add_argument("--full", action="store_true", help="also Table 4 and 5 rows and the recipe's ablations")
+    p.add_argument(
+        "--quick", action="store_true", help=f"the motion sets, {QUICK_SEEDS} seeds: the check of a change"
+    )
+    p.add_argument("--datasets", nargs="+", choices=tuple(DATASETS), help="default: all (--quick: motion)")
     p.add_argument(
         "--identities",
         nargs=2,
@@ -109,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--variants", nargs="+", metavar="NAME", help="run only these rows (names as printed)")
     p.add_argument("--json", type=Path, help="write the results here")
-    p.add_argument("--plot", type=Path, help="write a PNG bar chart (mean and spread) here")
+    p.add_argument("--plot", type=Path, help="write a PNG chart (mean bars, one dot per seed) here")
     p.add_argument(
         "--device",
         type=device,
@@ -128,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.quick:
-        args.steps, args.seeds = 60, 1
+    args.steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
+    args.seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
+    args.datasets = args.datasets or list(QUICK_SETS if args.quick else DATASETS)
     variants = {**TABLE3, **(FULL if args.full else {})}
     if args.variants:
         unknown = [v for v in args.variants if v not in {**TABLE3, **FULL}]
@@ -149,6 +173,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def variants_of(dataset: str, args: argparse.Namespace) -> list[str]:
+    """The rows ``dataset`` runs: all chosen ones, or the set's own (``SET_VARIANTS``) without --variants."""
+    own = SET_VARIANTS.get(dataset)
+    if own is None or args.variants:
+        return list(args.variant_settings)
+    return [name for name in args.variant_settings if name in own]
+
+
 def _settings(
     variant: dict[str, Any], args: argparse.Namespace, seed: int, data: VideoReIDData
 ) -> TrainSettings:
@@ -156,8 +188,7 @@ def _settings(
     epochs = math.ceil(args.steps / steps_per_epoch)  # whole epochs, or part of one for a smoke run
     model_kwargs = {**BACKBONE["model_kwargs"], **variant.get("model_kwargs", {})}
     return TrainSettings(
-        **{**RECIPE, "model": BACKBONE["model"]},
-        **{k: v for k, v in variant.items() if k != "model_kwargs"},
+        **{**RECIPE, "model": BACKBONE["model"], **{k: v for k, v in variant.items() if k != "model_kwargs"}},
         model_kwargs=model_kwargs,
         epochs=epochs,
         max_steps=min(args.steps, steps_per_epoch),
@@ -172,10 +203,10 @@ def _settings(
 def blind_ceiling(data: VideoReIDData) -> dict[str, float]:
     """Expected mAP and rank-1 of a model that ranks each query's true matches and its partner's clips first,
     in an order that cannot tell them apart (random), as any model blind to time reversal must on the motion
-    set at best."""
+    sets at best (their partner clips are exact reversals: such a model gives them the same embedding)."""
     aps, top1 = [], []
     for query in data.query:
-        partner = query.pid ^ 1  # pairs (2k, 2k + 1)
+        partner = data.partners[query.pid]
         matches = sum(1 for g in data.gallery if g.pid == query.pid and g.camid != query.camid)
         decoys = sum(1 for g in data.gallery if g.pid == partner)
         total = matches + decoys
@@ -189,82 +220,128 @@ def blind_ceiling(data: VideoReIDData) -> dict[str, float]:
     return {"mAP": statistics.fmean(aps), "rank1": statistics.fmean(top1)}
 
 
-def _summary(values: list[float]) -> str:
-    mean = 100 * statistics.fmean(values)
-    spread = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:5.1f} ± {spread:4.1f}" if len(values) > 1 else f"{mean:5.1f}       "
+def paired_difference(values: Sequence[float], baseline: Sequence[float]) -> dict[str, float]:
+    """Mean of ``values[i] - baseline[i]`` (seed ``i`` of both) and its two-sided 95% t-interval.
+
+    With one seed the interval is unknown (NaN).
+    """
+    differences = [v - b for v, b in zip(values, baseline)]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return {"mean": mean, "low": math.nan, "high": math.nan}
+    df = len(differences) - 1
+    half = (_T975[df - 1] if df <= len(_T975) else 1.96) * statistics.stdev(differences) / math.sqrt(df + 1)
+    return {"mean": mean, "low": mean - half, "high": mean + half}
 
 
-def print_table(results: dict[str, Any], names: list[str]) -> None:
+def compare(results: dict[str, Any]) -> dict[str, Any]:
+    """Every variant against the Baseline of the same seeds: ``{set: {variant: {metric: difference}}}``."""
+    out: dict[str, Any] = {}
+    for dataset, rows in results["datasets"].items():
+        if "Baseline" not in rows:
+            continue
+        base = rows["Baseline"]
+        out[dataset] = {
+            name: {m: paired_difference(row[m], base[m]) for m in ("mAP", "rank1") if m in row}
+            for name, row in rows.items()
+            if name != "Baseline"
+        }
+    return out
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+5.1f}" if not math.isnan(value) else "  n/a"
+
+
+def print_table(results: dict[str, Any]) -> None:
     for dataset, rows in results["datasets"].items():
         seeds = len(next(iter(rows.values()))["mAP"])
-        spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
-        print(f"\n{dataset} set ({spread}, %)")
-        print(f"  {'variant':<26} {'mAP':>13} {'rank-1':>13}")
-        for name in names:
-            print(f"  {name:<26} {_summary(rows[name]['mAP']):>13} {_summary(rows[name]['rank1']):>13}")
+        differences = results["differences"].get(dataset, {})
+        print(f"\n{dataset} set ({seeds} seed(s); %, and the difference from the Baseline of each seed)")
+        header = f"  {'variant':<27} {'mAP':>5} {'vs Baseline [95% CI]':>24} {'rank-1':>6}"
+        motion = "pair_auc" in next(iter(rows.values()))
+        print(header + ("   pair AUC (min)" if motion else ""))
+        for name, row in rows.items():
+            line = f"  {name:<27} {100 * statistics.fmean(row['mAP']):5.1f}"
+            d = differences.get(name, {}).get("mAP")
+            line += f" {_points(d['mean'])} [{_points(d['low'])}, {_points(d['high'])}]" if d else " " * 25
+            line += f" {100 * statistics.fmean(row['rank1']):6.1f}"
+            if motion:
+                line += f"   {statistics.fmean(row['pair_auc']):.3f} ({min(row['pair_auc']):.3f})"
+            print(line)
         ceiling = results["ceilings"].get(dataset)
         if ceiling:
             print(
-                f"  {'blind to time reversal':<26} {100 * ceiling['mAP']:5.1f} (best)  "
-                f"{100 * ceiling['rank1']:5.1f} (best)"
+                f"  {'blind to time reversal':<27} {100 * ceiling['mAP']:5.1f} (best){' ' * 20}"
+                f"{100 * ceiling['rank1']:6.1f}   0.500"
             )
 
 
-def plot(results: dict[str, Any], names: list[str], path: Path) -> None:
+def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = list(results["datasets"])
-    figure, axes = plt.subplots(1, len(datasets), figsize=(1.2 + 0.9 * len(names) * len(datasets), 3.6))
+    widths = [len(results["datasets"][d]) for d in datasets]
+    figure, axes = plt.subplots(
+        1, len(datasets), figsize=(1.2 + 0.75 * sum(widths), 3.6), gridspec_kw=dict(width_ratios=widths)
+    )
     axes = [axes] if len(datasets) == 1 else list(axes)
     for axis, dataset in zip(axes, datasets):
         rows = results["datasets"][dataset]
+        names = list(rows)
         means = [100 * statistics.fmean(rows[n]["mAP"]) for n in names]
-        spreads = [100 * statistics.stdev(rows[n]["mAP"]) if len(rows[n]["mAP"]) > 1 else 0 for n in names]
-        axis.bar(range(len(names)), means, yerr=spreads, capsize=4, color="tab:blue")
+        axis.bar(range(len(names)), means, color="tab:blue", alpha=0.6)
+        for i, name in enumerate(names):
+            seeds = [100 * v for v in rows[name]["mAP"]]
+            offsets = [0.25 * (k / max(len(seeds) - 1, 1) - 0.5) for k in range(len(seeds))]
+            axis.plot([i + o for o in offsets], seeds, "o", color="black", markersize=3)
         ceiling = results["ceilings"].get(dataset)
         if ceiling:
             axis.axhline(
                 100 * ceiling["mAP"], color="tab:red", linestyle="--", label="blind to time reversal"
             )
-            axis.legend(loc="lower right", fontsize=8)
+            axis.legend(loc="lower right", fontsize=7)
         axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        axis.set(title=f"{dataset} set", ylabel="mAP (%)", ylim=(0, 100))
+        axis.set(title=f"{dataset} set", ylim=(0, 100))
+    axes[0].set_ylabel("mAP (%), one dot per seed")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _data(dataset: str, identities: tuple[int, int], seed: int) -> VideoReIDData:
     """The data set of a seed, generated once per process."""
     return DATASETS[dataset](*identities, num_cams=CAMERAS, size=RECIPE["size"], seed=seed)
 
 
 def _run(task: tuple[str, int, str, argparse.Namespace]) -> tuple[str, int, str, dict[str, float], float]:
-    """One training run (in a worker process when ``--jobs`` > 1): its final mAP and rank-1."""
+    """One training run (in a worker process when ``--jobs`` > 1): its final mAP, rank-1 (and pair AUC)."""
     dataset, seed, name, args = task
     if args.jobs > 1:
-        torch.set_num_threads(1)  # tiny tensors: one thread per run, runs side by side
+        torch.set_num_threads(1)  # small tensors: one thread per run, runs side by side
     tic = time.time()
     data = _data(dataset, args.identities, seed)
     history = fit(_settings(args.variant_settings[name], args, seed, data), data, log=lambda m: None)
-    scores = {"mAP": history[-1]["mAP"], "rank1": history[-1]["rank1"]}
+    scores = {m: history[-1][m] for m in METRICS if m in history[-1]}
     return dataset, seed, name, scores, time.time() - tic
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    names = list(args.variant_settings)
-    tasks = [(d, seed, name, args) for d in args.datasets for seed in range(args.seeds) for name in names]
+    tasks = [
+        (d, seed, name, args)
+        for seed in range(args.seeds)
+        for d in args.datasets
+        for name in variants_of(d, args)
+    ]
     print(
-        f"{len(tasks)} runs: {len(names)} variants x {args.seeds} seed(s) x {len(args.datasets)} data "
-        f"set(s), "
-        f"{args.steps} steps each, {BACKBONE['model']} at quarter width on {args.device}, "
-        f"{args.jobs} in parallel",
+        f"{len(tasks)} runs: {len(args.variant_settings)} variants x {args.seeds} seed(s) x "
+        f"{len(args.datasets)} data set(s) ({', '.join(args.datasets)}), {args.steps} steps each, "
+        f"{BACKBONE['model']} at quarter width on {args.device}, {args.jobs} in parallel",
         flush=True,
     )
     results: dict[str, Any] = {
@@ -273,17 +350,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         | RECIPE,
         "env": {
             "torch": torch.__version__,
-            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
-            or platform.machine(),
+            "device": torch.cuda.get_device_name()
+            if args.device.startswith("cuda")
+            else platform.processor() or platform.machine(),
             "cpu_cores": os.cpu_count(),
             "jobs": args.jobs,
         },
-        "datasets": {d: {name: {"mAP": [0.0] * args.seeds, "rank1": [0.0] * args.seeds} for name in names}
-                     for d in args.datasets},
-        "ceilings": {},
-    }  # fmt: skip
-    if "motion" in args.datasets:
-        results["ceilings"]["motion"] = blind_ceiling(_data("motion", args.identities, 0))
+        "datasets": {
+            d: {
+                name: {m: [0.0] * args.seeds for m in METRICS if m != "pair_auc" or d in MOTION_SETS}
+                for name in variants_of(d, args)
+            }
+            for d in args.datasets
+        },
+        "ceilings": {
+            d: blind_ceiling(_data(d, args.identities, 0)) for d in args.datasets if d in MOTION_SETS
+        },
+    }
     started = time.time()
     pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     with pool or contextlib.nullcontext():
@@ -292,13 +375,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for key, value in scores.items():
                 results["datasets"][dataset][name][key][seed] = value
             if args.progress:
+                auc = f", pair AUC {scores['pair_auc']:.3f}" if "pair_auc" in scores else ""
                 print(
                     f"[{done}/{len(tasks)}] {dataset} seed {seed} {name}: mAP {100 * scores['mAP']:.1f}, "
-                    f"rank-1 {100 * scores['rank1']:.1f} ({seconds:.0f} s)",
+                    f"rank-1 {100 * scores['rank1']:.1f}{auc} ({seconds:.0f} s)",
                     flush=True,
                 )
     results["seconds"] = round(time.time() - started, 1)
-    print_table(results, names)
+    results["differences"] = compare(results)
+    print_table(results)
     print(
         f"\n{len(tasks)} runs in {results['seconds'] / 60:.1f} min on {results['env']['device']} "
         f"({args.device}, {args.jobs} in parallel)"
@@ -307,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"results in {args.json}")
     if args.plot:
-        plot(results, names, args.plot)
+        plot(results, args.plot)
         print(f"plot in {args.plot}")
     return results
 

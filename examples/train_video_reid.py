@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     optim.add_argument("--label-smoothing", type=number_in(float, 0, 1), help="(0)")
     optim.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bfloat16 autocast on CUDA")
+    optim.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="channels-last memory format (default: on)",
+    )
     optim.add_argument("--max-steps", type=positive, help="stop each epoch after this many batches")
     optim.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm across GPUs")
     optim.add_argument(

@@ -25,22 +25,50 @@ def test_blind_ceiling_is_the_expected_ap_of_a_random_order_of_matches_and_decoy
     assert ceiling["mAP"] == pytest.approx(49 / 72) and ceiling["rank1"] == pytest.approx(0.5)
 
 
+def test_paired_difference_is_the_t_interval_of_the_per_seed_differences() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    ablation = _ablation()
+    for df in range(1, 31):
+        assert ablation._T975[df - 1] == pytest.approx(stats.t.ppf(0.975, df), abs=5e-4)
+    values, baseline = [0.5, 0.7, 0.6, 0.9, 0.4], [0.4, 0.5, 0.5, 0.6, 0.45]
+    differences = [v - b for v, b in zip(values, baseline)]
+    low, high = stats.t.interval(0.95, 4, loc=stats.tmean(differences), scale=stats.sem(differences))
+    got = ablation.paired_difference(values, baseline)
+    assert got["mean"] == pytest.approx(sum(differences) / 5)
+    assert (got["low"], got["high"]) == pytest.approx((low, high), abs=1e-3)
+    assert ablation.paired_difference([0.5], [0.4])["low"] != ablation.paired_difference([0.5], [0.4])["low"]
+
+
+def test_default_and_quick_runs() -> None:
+    ablation = _ablation()
+    default = ablation.parse_args([])
+    assert default.seeds >= 5 and default.datasets == ["approach", "squat", "appearance", "occlusion"]
+    assert ablation.variants_of("occlusion", default) == ["Baseline", "+MAE"]
+    assert ablation.variants_of("squat", default) == list(ablation.TABLE3)
+    quick = ablation.parse_args(["--quick"])
+    assert quick.datasets == list(ablation.QUICK_SETS) and quick.seeds == ablation.QUICK_SEEDS
+
+
 @pytest.mark.slow
 def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--steps", "1", "--seeds", "2", "--variants", "Baseline", "+BME", "--identities", "8", "4"]
-    argv += ["--jobs", "1", "--no-progress"]
+    argv += ["--datasets", "approach", "occlusion", "--jobs", "1", "--no-progress"]
     argv += ["--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png"), "--device", "cpu"]
     results = _ablation().main(argv)
     saved = json.loads((tmp_path / "a.json").read_text())
-    assert set(saved["datasets"]) == {"motion", "appearance"}
-    for rows in saved["datasets"].values():
+    assert set(saved["datasets"]) == {"approach", "occlusion"}
+    for name, rows in saved["datasets"].items():
         assert set(rows) == {"Baseline", "+BME"}
         for row in rows.values():
             assert len(row["mAP"]) == len(row["rank1"]) == 2 and all(0 <= v <= 1 for v in row["mAP"])
+            assert ("pair_auc" in row) == (name == "approach")
+    assert saved["datasets"]["approach"]["Baseline"]["pair_auc"] == [0.5, 0.5]
+    difference = saved["differences"]["approach"]["+BME"]["mAP"]
+    assert set(difference) == {"mean", "low", "high"} and difference["low"] <= difference["mean"]
     assert saved["datasets"] == json.loads(json.dumps(results["datasets"]))
     assert (tmp_path / "a.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "motion set (mean ± std over 2 seeds, %)" in out and "blind to time reversal" in out
+    assert "approach set (2 seed(s)" in out and "blind to time reversal" in out and "pair AUC" in out
 
 
 @pytest.mark.parametrize(

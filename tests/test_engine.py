@@ -224,3 +224,39 @@ def test_model_files_of_version_0_1_load_and_backbone_modules_are_refused(tmp_pa
     ):
         save_model(tmp_path / "own.pt", own)
     assert not (tmp_path / "own.pt").exists()
+
+
+def test_the_blocks_learn_at_their_own_rate() -> None:
+    from lstrl_layers import ClipBlock
+    from lstrl_layers.reid.engine import build_model, build_optimizer
+
+    settings = _tiny_settings(block_lr_factor=10.0)
+    model = build_model(settings, 4)
+    optimizer, _ = build_optimizer(settings, model)
+    blocks = {id(p) for m in model.modules() if isinstance(m, ClipBlock) for p in m.parameters()}
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert blocks and set(rates) == {id(p) for p in model.parameters() if p.requires_grad}
+    assert all(rates[i] == pytest.approx(1e-2 if i in blocks else 1e-3) for i in rates)
+    optimizer, _ = build_optimizer(_tiny_settings(), model)
+    assert len(optimizer.param_groups) == 1  # as in the checkpoints of version 0.1
+
+
+def test_the_old_name_of_first_frame_test_sampling_still_reads() -> None:
+    with pytest.warns(DeprecationWarning, match="now called 'first'"):
+        assert _tiny_settings(test_sampling="rrs").test_sampling == "first"
+
+
+def test_channels_last_gives_the_outputs_and_gradients_of_the_contiguous_layout() -> None:
+    model, clips, pids = _model_and_batch()
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model.zero_grad()
+        logits, features = model.to(memory_format=layout).train()(clips)
+        (logits.logsumexp(1).mean() + features.square().mean()).backward()
+        results.append(
+            [logits, features] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        )
+    for contiguous, channels_last in zip(*results):
+        torch.testing.assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-5)
+    history = fit(_tiny_settings(channels_last=True, epochs=1), _tiny_data(), log=lambda m: None)
+    assert [entry["epoch"] for entry in history] == [0, 1]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lstrl_layers import VideoReIDNet
-from lstrl_layers.reid import synthetic_motion_reid, synthetic_video_reid
+from lstrl_layers.reid import synthetic_motion_reid, synthetic_occlusion_reid, synthetic_video_reid
 
 
 def _embeddings(net: VideoReIDNet, clips: torch.Tensor) -> torch.Tensor:
@@ -86,9 +86,58 @@ def test_an_identity_played_backwards_looks_like_its_partner() -> None:
     assert sum(same) / len(same) > sum(other) / len(other) + 0.05, (same, other)
 
 
+def _highest_figure_row(frames: torch.Tensor) -> torch.Tensor:
+    """Per frame, the highest row where at least 2 pixels differ clearly from the clip's per-pixel median:
+    the top of the figure's head."""
+    frames = frames.float()
+    rows = ((frames - frames.median(0).values).abs().sum(1) > 90).sum(2) >= 2  # (N, H)
+    index = torch.arange(frames.shape[-2]).expand_as(rows)
+    return torch.where(rows, index, torch.full_like(index, frames.shape[-2])).amin(1)
+
+
+def test_squatting_pairs_sink_and_rise_with_their_feet_in_place() -> None:
+    data = synthetic_motion_reid(8, 0, num_cams=2, frames=(12, 20), size=(64, 32), seed=1, motion="squat")
+    sinks, feet_moves = [], []
+    for t in data.train:
+        head, feet = _highest_figure_row(t.frames).float(), _lowest_figure_row(t.frames).float()
+        sign = 1 if t.pid % 2 == 0 else -1  # 2k squats down (the head goes down), 2k + 1 stands up
+        sinks.append(float(head[-3:].mean() - head[:3].mean()) * sign)
+        feet_moves.append(abs(float(feet[-3:].mean() - feet[:3].mean())))
+    assert min(sinks) >= 8  # pixels of 64: most of a stride-8 cell, and more
+    assert max(feet_moves) <= 3
+
+
+@pytest.mark.parametrize("motion", ["approach", "squat"])
+def test_partners_play_the_same_videos_backwards(motion: str) -> None:
+    data = synthetic_motion_reid(4, 4, num_cams=2, frames=(5, 9), size=(32, 16), seed=0, motion=motion)
+    assert data.partners == {4: 5, 5: 4, 6: 7, 7: 6} and data.name == f"synthetic-{motion}"
+    for part in (data.train, data.query, data.gallery):
+        videos = {(t.pid, t.camid): t.frames for t in part}
+        for (pid, cam), frames in videos.items():
+            assert torch.equal(videos[(pid ^ 1, cam)], frames.flip(0))
+
+
+def test_occluded_frames_show_the_upper_body_or_the_legs_never_both() -> None:
+    data = synthetic_occlusion_reid(6, 0, num_cams=3, frames=(9, 15), size=(64, 32), seed=0)
+    upper_hidden = []
+    for t in data.train:
+        frames = t.frames.float()
+        # a wall is one colour plus pixel noise (std about 10 of 255); the visible part holds figure and
+        # background
+        top = frames[:, :, 4:26].flatten(2).std(2).amax(1)  # rows 4-25 of 64: head and torso
+        bottom = frames[:, :, 40:60].flatten(2).std(2).amax(1)  # rows 40-59: legs
+        assert bool(((top < 15) ^ (bottom < 15)).all()), (top, bottom)
+        hidden = (top < 15).tolist()
+        assert sum(a != b for a, b in zip(hidden, hidden[1:])) == 1  # one switch, from one part to the other
+        upper_hidden.append(hidden[0])
+    assert 0 < sum(upper_hidden) < len(upper_hidden)  # which part comes first is drawn per tracklet
+
+
 def test_motion_set_needs_pairs() -> None:
     with pytest.raises(ValueError, match="num_train_ids must be even"):
         synthetic_motion_reid(5, 2)
+    with pytest.raises(ValueError, match="motion must be one of"):
+        synthetic_motion_reid(4, 2, motion="jump")
     assert synthetic_video_reid(3, 2, frames=(4, 4), size=(32, 16)).name == "synthetic"
 
 
@@ -106,6 +155,6 @@ def test_motion_set_needs_pairs() -> None:
     ],
 )
 def test_synthetic_sets_refuse_bad_arguments(kwargs: dict, error: type, message: str) -> None:
-    for generate in (synthetic_video_reid, synthetic_motion_reid):
+    for generate in (synthetic_video_reid, synthetic_motion_reid, synthetic_occlusion_reid):
         with pytest.raises(error, match=message):
             generate(**{"num_train_ids": 2, "num_test_ids": 2, **kwargs})

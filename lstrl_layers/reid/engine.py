@@ -389,6 +389,8 @@ def fit(
         say = log if world.is_main else (lambda message: None)
         seed_everything(settings.seed + world.rank)
         model = model_factory(settings, data.num_train_ids).to(world.device)
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         if settings.sync_bn:
             if not world.device.startswith("cuda"):
                 raise ValueError(f"sync_bn needs CUDA (SyncBatchNorm), got device {world.device!r}")

@@ -240,6 +240,8 @@ def evaluate_trained(
     world = init_world(settings.device)
     try:
         model, _ = load_trained(path, world.device)
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         metrics, ranking = rank_query_gallery(model, data, settings, world)
         if world.is_main:
             log(summary(metrics))

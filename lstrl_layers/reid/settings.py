@@ -33,6 +33,8 @@ class TrainSettings:
     epochs, cross-entropy + batch-hard triplet loss with margin 0.3. ``block_lr_factor`` multiplies the
     learning rate of the LSTRL blocks' parameters (1: one rate for all, the paper's recipe); the blocks start
     as the identity, and learning the direction of motion waits on them (see the ablation in the docs).
+    ``channels_last``: the model's weights and activations in the channels-last memory format (oneDNN's and
+    the tensor cores' preferred layout for convolutions; the numbers are the same up to round-off).
     ``model_kwargs`` holds further :class:`~lstrl_layers.VideoReIDNet` arguments (``zero_init``,
     ``mae_kwargs``, ``bme_kwargs``), plain values only. ``weights``: a local file of backbone weights
     (timm's ``pretrained_cfg_overlay=dict(file=...)``), used instead of a download.
@@ -70,6 +72,7 @@ class TrainSettings:
     triplet_weight: float = 1.0
     label_smoothing: float = 0.0
     amp: bool = False
+    channels_last: bool = True
     max_steps: int | None = None
     sync_bn: bool = False
     freeze_bn: bool = False
@@ -91,7 +94,17 @@ class TrainSettings:
         for stage in self.stages:
             if isinstance(stage, bool) or not isinstance(stage, (int, str)):
                 raise TypeError(f"stages must hold ints or str, got {got(stage)}")
-        for name in ("mae", "bme", "pretrained", "amp", "sync_bn", "freeze_bn", "rerank", "progress"):
+        for name in (
+            "mae",
+            "bme",
+            "pretrained",
+            "amp",
+            "channels_last",
+            "sync_bn",
+            "freeze_bn",
+            "rerank",
+            "progress",
+        ):
             check_bool(name, getattr(self, name))
         if self.weights is not None and not isinstance(self.weights, str):
             raise TypeError(f"weights must be the path of a file (str) or None, got {got(self.weights)}")
