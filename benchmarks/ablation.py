@@ -16,7 +16,7 @@ batches): the mean of the paired differences and its 95% t-interval.
 
     python benchmarks/ablation.py                      # Table 3 rows, the four sets, 5 seeds
     python benchmarks/ablation.py --full               # + Table 4 and Table 5 rows, the paper's BME init
-    python benchmarks/ablation.py --quick              # 3 seeds, the two motion sets: a smoke run
+    python benchmarks/ablation.py --quick              # the approach set, 3 seeds: do the blocks still learn?
     python benchmarks/ablation.py --json out/ablation.json --plot out/ablation.png
 """
 
@@ -51,8 +51,8 @@ from lstrl_layers.reid.engine import TrainSettings, fit
 
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,
 # 0.7M parameters) with the blocks after layer2 and layer3 as in the paper, 64 x 32 frames, T = 4, P x K =
-# 8 x 3 (K: one clip per camera), Adam at 1e-3 without decay (from scratch, short runs), the blocks at 10x
-# that rate. Test clips: T evenly spaced frames, so that partner clips are exact reversals of each other.
+# 8 x 3 (K: one clip per camera), Adam at 1e-3 without decay (from scratch, short runs), BME at 10x that
+# rate. Test clips: T evenly spaced frames, so that partner clips are exact reversals of each other.
 BACKBONE = dict(model="resnet18", model_kwargs=dict(channels=(16, 32, 64, 128), stem_width=16))
 RECIPE = dict(
     pretrained=False,
@@ -62,7 +62,7 @@ RECIPE = dict(
     P=8,
     K=3,
     lr=1e-3,
-    block_lr_factor=10.0,
+    bme_lr_factor=10.0,
     step=10**9,
     test_batch=64,
     test_sampling="even",
@@ -91,8 +91,8 @@ FULL: dict[str, dict[str, Any]] = {
     "+MAE+BME backward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["backward"]))),
     "+MAE+BME local-to-local": dict(model_kwargs=dict(bme_kwargs=dict(mode="local"))),
     "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False)),
-    "+BME one learning rate": dict(mae=False, block_lr_factor=1.0),
-    "+MAE+BME one learning rate": dict(block_lr_factor=1.0),
+    "+BME one learning rate": dict(mae=False, bme_lr_factor=1.0),
+    "+MAE+BME one learning rate": dict(bme_lr_factor=1.0),
 }
 DATASETS = {
     "approach": functools.partial(synthetic_motion_reid, motion="approach"),
@@ -101,7 +101,8 @@ DATASETS = {
     "occlusion": synthetic_occlusion_reid,
 }
 MOTION_SETS = ("approach", "squat")
-QUICK_SETS = MOTION_SETS
+QUICK_SETS = ("approach",)
+QUICK_VARIANTS = ("Baseline", "+BME", "+MAE+BME")  # +MAE cannot see the direction (a proof, not a run)
 # the rows each set runs by default: the occlusion set tests MAE's claim (Baseline vs +MAE)
 SET_VARIANTS = {"occlusion": ("Baseline", "+MAE")}
 # t quantiles t_{0.975, df} for df = 1..30 (two-sided 95% intervals); above 30, the normal 1.96
@@ -119,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--full", action="store_true", help="also Table 4 and 5 rows and the recipe's ablations")
     p.add_argument(
-        "--quick", action="store_true", help=f"the motion sets, {QUICK_SEEDS} seeds: the check of a change"
+        "--quick",
+        action="store_true",
+        help=f"the approach set, {QUICK_SEEDS} seeds, {', '.join(QUICK_VARIANTS)}: the check of a change",
     )
-    p.add_argument("--datasets", nargs="+", choices=tuple(DATASETS), help="default: all (--quick: motion)")
+    p.add_argument("--datasets", nargs="+", choices=tuple(DATASETS), help="default: all (--quick: approach)")
     p.add_argument(
         "--identities",
         nargs=2,
@@ -144,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="runs in parallel, one thread each (default: the CPU cores on cpu, 1 on cuda)",
     )
+    p.add_argument(
+        "--trace",
+        type=positive_int,
+        metavar="EPOCHS",
+        help="also evaluate every EPOCHS epochs and keep the curves (mAP, pair AUC by step) in the JSON",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no per-run lines")
     return p
 
@@ -155,6 +164,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
     args.datasets = args.datasets or list(QUICK_SETS if args.quick else DATASETS)
     variants = {**TABLE3, **(FULL if args.full else {})}
+    if args.quick and not args.variants:
+        variants = {name: TABLE3[name] for name in QUICK_VARIANTS}
     if args.variants:
         unknown = [v for v in args.variants if v not in {**TABLE3, **FULL}]
         if unknown:
@@ -192,7 +203,7 @@ def _settings(
         model_kwargs=model_kwargs,
         epochs=epochs,
         max_steps=min(args.steps, steps_per_epoch),
-        eval_every=epochs,
+        eval_every=min(args.trace or epochs, epochs),
         workers=0,
         device=args.device,
         seed=seed,
@@ -318,16 +329,25 @@ def _data(dataset: str, identities: tuple[int, int], seed: int) -> VideoReIDData
     return DATASETS[dataset](*identities, num_cams=CAMERAS, size=RECIPE["size"], seed=seed)
 
 
-def _run(task: tuple[str, int, str, argparse.Namespace]) -> tuple[str, int, str, dict[str, float], float]:
-    """One training run (in a worker process when ``--jobs`` > 1): its final mAP, rank-1 (and pair AUC)."""
+Run = tuple[str, int, str, dict[str, float], list[dict[str, float]], float]
+
+
+def _run(task: tuple[str, int, str, argparse.Namespace]) -> Run:
+    """One training run (in a worker process when ``--jobs`` > 1): its final mAP, rank-1 (and pair AUC), and
+    the figures of every evaluation by step."""
     dataset, seed, name, args = task
     if args.jobs > 1:
         torch.set_num_threads(1)  # small tensors: one thread per run, runs side by side
     tic = time.time()
     data = _data(dataset, args.identities, seed)
-    history = fit(_settings(args.variant_settings[name], args, seed, data), data, log=lambda m: None)
+    settings = _settings(args.variant_settings[name], args, seed, data)
+    history = fit(settings, data, log=lambda m: None)
     scores = {m: history[-1][m] for m in METRICS if m in history[-1]}
-    return dataset, seed, name, scores, time.time() - tic
+    curve = [
+        {"step": min(e["epoch"] * settings.max_steps, args.steps), **{m: e[m] for m in METRICS if m in e}}
+        for e in history
+    ]  # fmt: skip
+    return dataset, seed, name, scores, curve, time.time() - tic
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -371,9 +391,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     with pool or contextlib.nullcontext():
         finished = pool.imap_unordered(_run, tasks) if pool else map(_run, tasks)
-        for done, (dataset, seed, name, scores, seconds) in enumerate(finished, 1):
+        for done, (dataset, seed, name, scores, curve, seconds) in enumerate(finished, 1):
             for key, value in scores.items():
                 results["datasets"][dataset][name][key][seed] = value
+            if args.trace:
+                results.setdefault("curves", {}).setdefault(dataset, {}).setdefault(name, {})[seed] = curve
             if args.progress:
                 auc = f", pair AUC {scores['pair_auc']:.3f}" if "pair_auc" in scores else ""
                 print(

@@ -159,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr", type=number_in(float, 0, low_open=True), help="Adam learning rate (paper: 3e-4)"
     )
     optim.add_argument(
-        "--block-lr-factor",
+        "--bme-lr-factor",
         type=number_in(float, 0, low_open=True),
-        help="the LSTRL blocks learn at lr x this (1: one rate, the paper's recipe)",
+        help="BME's parameters learn at lr x this (1: one rate, the paper's recipe)",
     )
     optim.add_argument("--weight-decay", type=number_in(float, 0), help="(paper: not given; 5e-4)")
     optim.add_argument("--step", type=positive, help="decay the lr every STEP epochs (paper: 70)")

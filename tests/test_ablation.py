@@ -47,6 +47,7 @@ def test_default_and_quick_runs() -> None:
     assert ablation.variants_of("squat", default) == list(ablation.TABLE3)
     quick = ablation.parse_args(["--quick"])
     assert quick.datasets == list(ablation.QUICK_SETS) and quick.seeds == ablation.QUICK_SEEDS
+    assert list(quick.variant_settings) == list(ablation.QUICK_VARIANTS)
 
 
 @pytest.mark.slow

@@ -291,3 +291,12 @@ def test_placements_counts_the_papers_model_and_every_placement(capsys: pytest.C
         assert (row["params"] > baseline["params"]) == bool(row["blocks"])
     printed = capsys.readouterr().out
     assert "torchvision:resnet50, 64x32, T=2" in printed and "every other block of layer2, layer3" in printed
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_prints_each_variant_in_both_layouts(capsys: pytest.CaptureFixture[str]) -> None:
+    load_script(BENCHMARKS / "train_step.py").main(["--steps", "2"])
+    out = capsys.readouterr().out
+    assert "GFLOP/s on 1 thread(s)" in out
+    for name in ("Baseline", "+MAE", "+BME", "+MAE+BME"):
+        assert sum(line.startswith(f"{name} ") for line in out.splitlines()) == 2

@@ -226,16 +226,17 @@ def test_model_files_of_version_0_1_load_and_backbone_modules_are_refused(tmp_pa
     assert not (tmp_path / "own.pt").exists()
 
 
-def test_the_blocks_learn_at_their_own_rate() -> None:
-    from lstrl_layers import ClipBlock
+def test_bme_learns_at_its_own_rate() -> None:
+    from lstrl_layers import BME
     from lstrl_layers.reid.engine import build_model, build_optimizer
 
-    settings = _tiny_settings(block_lr_factor=10.0)
+    settings = _tiny_settings(bme_lr_factor=10.0)
     model = build_model(settings, 4)
     optimizer, _ = build_optimizer(settings, model)
-    blocks = {id(p) for m in model.modules() if isinstance(m, ClipBlock) for p in m.parameters()}
+    blocks = {id(p) for m in model.modules() if isinstance(m, BME) for p in m.parameters()}
     rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
-    assert blocks and set(rates) == {id(p) for p in model.parameters() if p.requires_grad}
+    mae = {id(p) for p in model.backbone.lstrl.parameters()} - blocks  # the MAE branches: the base rate
+    assert blocks and mae and set(rates) == {id(p) for p in model.parameters() if p.requires_grad}
     assert all(rates[i] == pytest.approx(1e-2 if i in blocks else 1e-3) for i in rates)
     optimizer, _ = build_optimizer(_tiny_settings(), model)
     assert len(optimizer.param_groups) == 1  # as in the checkpoints of version 0.1

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..clip_block import ClipBlock
+from ..bme import BME
 from ..reid_net import VideoReIDNet
 from .checkpoint import (
     load_checkpoint,
@@ -136,16 +136,16 @@ def build_loss(settings: TrainSettings) -> ReIDLoss:
 def build_optimizer(settings: TrainSettings, model: nn.Module) -> tuple[torch.optim.Optimizer, Scheduler]:
     """Adam with a step decay (the paper's §4.2; the default optimizer factory of :func:`fit`).
 
-    The parameters of the LSTRL blocks (any :class:`~lstrl_layers.ClipBlock` in the model) learn at
-    ``settings.lr * settings.block_lr_factor``, the others at ``settings.lr``.
+    The parameters of the BME blocks (alone or in an :class:`~lstrl_layers.LSTRLBlock`) learn at
+    ``settings.lr * settings.bme_lr_factor``, all others at ``settings.lr``.
     """
     trained = [p for p in model.parameters() if p.requires_grad]
     groups: list[dict[str, Any]] = [{"params": trained}]  # one group, as in checkpoints of version 0.1
-    if settings.block_lr_factor != 1:
-        blocks = {id(p) for m in model.modules() if isinstance(m, ClipBlock) for p in m.parameters()}
+    if settings.bme_lr_factor != 1:
+        blocks = {id(p) for m in model.modules() if isinstance(m, BME) for p in m.parameters()}
         groups = [
             {"params": [p for p in trained if id(p) not in blocks]},
-            {"params": [p for p in trained if id(p) in blocks], "lr": settings.lr * settings.block_lr_factor},
+            {"params": [p for p in trained if id(p) in blocks], "lr": settings.lr * settings.bme_lr_factor},
         ]
     optimizer = torch.optim.Adam(
         [g for g in groups if g["params"]], lr=settings.lr, weight_decay=settings.weight_decay

@@ -30,9 +30,9 @@ class TrainSettings:
 
     Defaults are the paper's §4.2 recipe: ResNet-50 with LSTRL blocks after ``layer2`` and ``layer3``,
     256 x 128 frames, ``T = 8``, ``P x K = 8 x 4``, Adam at ``3e-4`` decayed by 10 every 70 epochs, 400
-    epochs, cross-entropy + batch-hard triplet loss with margin 0.3. ``block_lr_factor`` multiplies the
-    learning rate of the LSTRL blocks' parameters (1: one rate for all, the paper's recipe); the blocks start
-    as the identity, and learning the direction of motion waits on them (see the ablation in the docs).
+    epochs, cross-entropy + batch-hard triplet loss with margin 0.3. ``bme_lr_factor`` multiplies the
+    learning rate of the BME blocks' parameters (1: one rate for all, the paper's recipe): BME starts as the
+    identity with both directions alike, and telling them apart waits on it (see the ablation in the docs).
     ``channels_last``: the model's weights and activations in the channels-last memory format (oneDNN's and
     the tensor cores' preferred layout for convolutions; the numbers are the same up to round-off).
     ``model_kwargs`` holds further :class:`~lstrl_layers.VideoReIDNet` arguments (``zero_init``,
@@ -64,7 +64,7 @@ class TrainSettings:
     # optimization
     epochs: int = 400
     lr: float = 3e-4
-    block_lr_factor: float = 1.0
+    bme_lr_factor: float = 1.0
     weight_decay: float = 5e-4
     step: int = 70
     gamma: float = 0.1
@@ -123,7 +123,7 @@ class TrainSettings:
         check_float("erasing", self.erasing, "a probability in [0, 1]", low=0.0, high=1.0)
         check_float("lr", self.lr, "a positive, finite float", low=0.0, low_inclusive=False)
         check_float(
-            "block_lr_factor", self.block_lr_factor, "a positive, finite float", low=0.0, low_inclusive=False
+            "bme_lr_factor", self.bme_lr_factor, "a positive, finite float", low=0.0, low_inclusive=False
         )
         check_float("weight_decay", self.weight_decay, "a finite float >= 0", low=0.0)
         check_float("gamma", self.gamma, "a float in (0, 1]", low=0.0, high=1.0, low_inclusive=False)
