@@ -67,7 +67,7 @@ RECIPE = dict(
     test_batch=64,
     test_sampling="even",
 )
-STEPS, QUICK_STEPS = 200, 200
+STEPS, QUICK_STEPS = 250, 250
 SEEDS, QUICK_SEEDS = 5, 3
 IDENTITIES = (48, 24)  # training and test identities (24 + 12 pairs in the motion sets)
 CAMERAS = 3
