@@ -20,6 +20,7 @@ the CPU). The choices, where the paper (two GPUs) is silent:
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import signal
@@ -388,13 +389,7 @@ def fit(
         out = Path(out) if out is not None else None
         say = log if world.is_main else (lambda message: None)
         seed_everything(settings.seed + world.rank)
-        model = model_factory(settings, data.num_train_ids).to(world.device)
-        if settings.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if settings.sync_bn:
-            if not world.device.startswith("cuda"):
-                raise ValueError(f"sync_bn needs CUDA (SyncBatchNorm), got device {world.device!r}")
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = _placed_model(model_factory(settings, data.num_train_ids), settings, world)
         criterion = loss_factory(settings)
         optimizer, scheduler = optimizer_factory(settings, model)
         history: list[dict[str, Any]] = []
@@ -413,25 +408,9 @@ def fit(
         )
         reporter = Reporter(out, tensorboard) if world.is_main else Reporter(None)
 
-        def save(epoch: int, partial: _EpochState | None = None) -> None:
-            """A checkpoint after ``epoch`` finished epochs (and ``partial``'s steps of the next one)."""
-            states = all_gather_objects(random_states(), world)
-            totals = all_gather_objects(partial.totals if partial is not None else None, world)
-            if out is None or not world.is_main:
-                return
-            reporter.history(history)  # type: ignore[union-attr]
-            save_checkpoint(
-                out / "checkpoint.pt",
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                epoch=epoch,
-                partial=None if partial is None else {"steps": partial.steps, "totals": totals},
-                history=history,
-                settings=asdict(settings),
-                num_classes=data.num_train_ids,
-                random_states=states,
-            )
+        save = functools.partial(
+            _save, out, world, reporter, model, optimizer, scheduler, history, settings, data.num_train_ids
+        )
 
         ranking: Ranking | None = None
         with _stop_on_signals() as stop:
@@ -457,15 +436,10 @@ def fit(
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 reporter.train_epoch(epoch, stats, lr)
-                parts = {k: stats.get(k, math.nan) for k in ("loss", "ce", "triplet", "acc")}
-                line = (
-                    f"epoch {epoch}/{settings.epochs}: loss {parts['loss']:.3f} (ce {parts['ce']:.3f}, "
-                    f"triplet {parts['triplet']:.3f}), train acc {100 * parts['acc']:.1f}, lr {lr:.2e}, "
-                    f"{time.time() - tic:.0f}s"
-                )
+                line = _epoch_line(epoch, settings.epochs, stats, lr, time.time() - tic)
                 if epoch % settings.eval_every == 0 or epoch == settings.epochs:
                     metrics, ranking = rank_query_gallery(net, data, settings, world)
-                    history.append({"epoch": epoch, **metrics, "loss": parts["loss"]})
+                    history.append({"epoch": epoch, **metrics, "loss": stats.get("loss", math.nan)})
                     reporter.evaluation(epoch, metrics)
                     line += "; " + summary(metrics)
                 say(line)
@@ -484,3 +458,58 @@ def fit(
 
 def _checkpoint(out: Path | None) -> Path | None:
     return None if out is None else out / "checkpoint.pt"
+
+
+def _placed_model(model: nn.Module, settings: TrainSettings, world: World) -> nn.Module:
+    """``model`` on the run's device, in its memory format, with SyncBatchNorm when asked."""
+    model = model.to(world.device)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if settings.sync_bn:
+        if not world.device.startswith("cuda"):
+            raise ValueError(f"sync_bn needs CUDA (SyncBatchNorm), got device {world.device!r}")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def _save(
+    out: Path | None,
+    world: World,
+    reporter: Reporter,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Scheduler,
+    history: list[dict[str, Any]],
+    settings: TrainSettings,
+    num_classes: int,
+    epoch: int,
+    partial: _EpochState | None = None,
+) -> None:
+    """A checkpoint after ``epoch`` finished epochs (and ``partial``'s steps of the next one), and the history
+    so far; every rank takes part (random states and partial sums are gathered), rank 0 writes."""
+    states = all_gather_objects(random_states(), world)
+    totals = all_gather_objects(partial.totals if partial is not None else None, world)
+    if out is None or not world.is_main:
+        return
+    reporter.history(history)
+    save_checkpoint(
+        out / "checkpoint.pt",
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        epoch=epoch,
+        partial=None if partial is None else {"steps": partial.steps, "totals": totals},
+        history=history,
+        settings=asdict(settings),
+        num_classes=num_classes,
+        random_states=states,
+    )
+
+
+def _epoch_line(epoch: int, epochs: int, stats: dict[str, float], lr: float, seconds: float) -> str:
+    """``epoch 3/50: loss 1.234 (ce ..., triplet ...), train acc 56.7, lr 3.00e-04, 12s``."""
+    parts = {k: stats.get(k, math.nan) for k in ("loss", "ce", "triplet", "acc")}
+    return (
+        f"epoch {epoch}/{epochs}: loss {parts['loss']:.3f} (ce {parts['ce']:.3f}, triplet "
+        f"{parts['triplet']:.3f}), train acc {100 * parts['acc']:.1f}, lr {lr:.2e}, {seconds:.0f}s"
+    )
