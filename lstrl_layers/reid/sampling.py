@@ -17,15 +17,13 @@ frames long and stays ordered in time, which BME relies on.
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
 
 import torch
 from torch.utils.data import Sampler
 
-from .._checks import check_int, got, integer_labels
+from .._checks import check_int, deprecated_attribute, got, integer_labels, renamed_argument
 
 __all__ = [
     "PKBatchSampler",
@@ -35,8 +33,6 @@ __all__ = [
     "even_indices",
     "restricted_random_indices",
 ]
-
-_V = TypeVar("_V")
 
 
 def _check(length: int, num_frames: int) -> None:
@@ -129,30 +125,6 @@ def dense_clip_indices(length: int, num_frames: int, max_clips: int | None = Non
     return clips
 
 
-def _renamed(owner: str, name: str, value: _V | None, old_name: str, old_value: _V | None) -> _V | None:
-    """``value``, or the value passed under the argument's old name (with a ``DeprecationWarning``); ``None``
-    stands for an argument not passed."""
-    if old_value is None:
-        return value
-    if value is not None:
-        raise TypeError(f"{owner} got both {name} and its old name {old_name}: pass {name} only")
-    warnings.warn(
-        f"{owner}: {old_name}= is deprecated (the name of 0.1, kept for this release only), use {name}=",
-        DeprecationWarning,
-        stacklevel=3,  # the caller of the function that takes the argument
-    )
-    return old_value
-
-
-def _deprecated_attribute(owner: str, old_name: str, name: str) -> None:
-    """The ``DeprecationWarning`` of an attribute read under its old name."""
-    warnings.warn(
-        f"{owner}.{old_name} is deprecated (the name of 0.1, kept for this release only), use .{name}",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-
-
 class PKBatchSampler(Sampler[list[int]]):
     """Batches of ``P`` identities x ``K`` tracklets each, for ``DataLoader(dataset, batch_sampler=...)``.
 
@@ -189,8 +161,8 @@ class PKBatchSampler(Sampler[list[int]]):
         num_identities: int | None = None,
         num_instances: int | None = None,
     ) -> None:
-        P = _renamed("PKBatchSampler", "P", P, "num_identities", num_identities)
-        K = _renamed("PKBatchSampler", "K", K, "num_instances", num_instances)
+        P = renamed_argument("PKBatchSampler", "P", P, "num_identities", num_identities)
+        K = renamed_argument("PKBatchSampler", "K", K, "num_instances", num_instances)
         self.P = check_int("P (identities per batch)", P)
         self.K = check_int("K (tracklets per identity)", K)
         self.seed = check_int("seed", seed, minimum=None)
@@ -211,13 +183,13 @@ class PKBatchSampler(Sampler[list[int]]):
     @property
     def num_identities(self) -> int:
         """The old name of :attr:`P`, with a ``DeprecationWarning`` for this release only."""
-        _deprecated_attribute("PKBatchSampler", "num_identities", "P")
+        deprecated_attribute("PKBatchSampler", "num_identities", "P")
         return self.P
 
     @property
     def num_instances(self) -> int:
         """The old name of :attr:`K`, with a ``DeprecationWarning`` for this release only."""
-        _deprecated_attribute("PKBatchSampler", "num_instances", "K")
+        deprecated_attribute("PKBatchSampler", "num_instances", "K")
         return self.K
 
     def set_epoch(self, epoch: int) -> None:

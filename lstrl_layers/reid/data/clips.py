@@ -12,10 +12,8 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..._checks import check_bool, check_int, check_size
+from ..._checks import check_bool, check_int, check_size, deprecated_attribute, renamed_argument
 from ..sampling import (
-    _deprecated_attribute,
-    _renamed,
     chunk_first_indices,
     dense_clip_indices,
     even_indices,
@@ -137,7 +135,7 @@ class ClipDataset(Dataset):
         *,
         clip_len: int | None = None,
     ) -> None:
-        num_frames = _renamed("ClipDataset", "num_frames", num_frames, "clip_len", clip_len)
+        num_frames = renamed_argument("ClipDataset", "num_frames", num_frames, "clip_len", clip_len)
         if sampling not in ("rrs", "first", "even", "dense"):
             raise ValueError(f"sampling must be 'rrs', 'first', 'even' or 'dense', got {sampling!r}")
         if transform is not None and not callable(transform):
@@ -161,7 +159,7 @@ class ClipDataset(Dataset):
     @property
     def clip_len(self) -> int:
         """The old name of :attr:`num_frames`, with a ``DeprecationWarning`` for this release only."""
-        _deprecated_attribute("ClipDataset", "clip_len", "num_frames")
+        deprecated_attribute("ClipDataset", "clip_len", "num_frames")
         return self.num_frames
 
     @property
