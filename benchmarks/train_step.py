@@ -1,10 +1,11 @@
 """The cost of one training step of the ablation's runs: time, achieved GFLOP/s and the machine's matmul rate.
 
-Each Table 3 variant trains a few steps in the contiguous (NCHW) and the channels-last layout, side by side in
-one process and one thread (as the ablation runs them), on the ablation's data and recipe; the figures are
-medians over the steps after the first few. GFLOP/s counts the forward pass's multiply-adds (``count_macs``,
-full convention) as 2 FLOPs and the backward pass as twice the forward, against the rate of a float32
-1024 x 1024 matmul on the same thread.
+Each Table 3 variant trains a few steps in three ways, side by side in one process and one thread (as the
+ablation runs them), on the ablation's data and recipe: float32 in the contiguous (NCHW) layout, float32 in
+the channels-last layout, and channels-last under bfloat16 autocast (``amp``). The figures are medians over
+the steps after the first few. GFLOP/s counts the forward pass's multiply-adds (``count_macs``, full
+convention) as 2 FLOPs and the backward pass as twice the forward, against the rate of a 1024 x 1024 matmul
+on the same thread in the step's precision (float32, or bfloat16 under autocast).
 
     python benchmarks/train_step.py
     python benchmarks/train_step.py --steps 30 --threads 2
@@ -27,10 +28,16 @@ from lstrl_layers.argtypes import positive_int
 from lstrl_layers.reid.distributed import World
 from lstrl_layers.reid.engine import _train_loader, build_loss, build_model, build_optimizer, train_step
 
+LAYOUTS = (
+    ("contiguous", False, False),
+    ("channels-last", True, False),
+    ("channels-last, bf16", True, True),
+)
 
-def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
-    """The float32 matmul rate of this process's threads, GFLOP/s (median of ``repeats``)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+
+def matmul_gflops(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """The matmul rate of this process's threads in ``dtype``, GFLOP/s (median of ``repeats``)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     times = []
     for _ in range(repeats):
         tic = time.perf_counter()
@@ -39,11 +46,13 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def step_seconds(name: str, channels_last: bool, steps: int) -> tuple[float, float, float]:
+def step_seconds(name: str, channels_last: bool, amp: bool, steps: int) -> tuple[float, float, float]:
     """Median seconds of a training step, of loading its batch, and the step's GFLOP count."""
     args = ablation.parse_args(["--steps", "1"])
     data = ablation._data("approach", args.identities, 0)
-    settings = replace(ablation._settings(ablation.TABLE3[name], args, 0, data), channels_last=channels_last)
+    settings = replace(
+        ablation._settings(ablation.TABLE3[name], args, 0, data), channels_last=channels_last, amp=amp
+    )
     torch.manual_seed(0)
     model = build_model(settings, data.num_train_ids)
     if channels_last:
@@ -80,19 +89,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    peak = matmul_gflops()
-    print(f"float32 matmul 1024 x 1024: {peak:.0f} GFLOP/s on {args.threads} thread(s)")
+    peaks = {amp: matmul_gflops(dtype=torch.bfloat16 if amp else torch.float32) for amp in (False, True)}
     print(
-        f"{'variant':<10} {'layout':<14} {'step ms':>8} {'batch ms':>9} {'GFLOP':>6} {'GFLOP/s':>8} "
+        f"matmul 1024 x 1024 on {args.threads} thread(s): float32 {peaks[False]:.0f} GFLOP/s, "
+        f"bfloat16 {peaks[True]:.0f} GFLOP/s"
+    )
+    print(
+        f"{'variant':<10} {'layout':<20} {'step ms':>8} {'batch ms':>9} {'GFLOP':>6} {'GFLOP/s':>8} "
         f"{'of matmul':>9}"
     )
     for name in ablation.TABLE3:
-        for channels_last in (False, True):
-            seconds, loading, gflop = step_seconds(name, channels_last, args.steps)
-            layout = "channels-last" if channels_last else "contiguous"
+        for layout, channels_last, amp in LAYOUTS:
+            seconds, loading, gflop = step_seconds(name, channels_last, amp, args.steps)
             print(
-                f"{name:<10} {layout:<14} {1e3 * seconds:8.1f} {1e3 * loading:9.1f} {gflop:6.2f} "
-                f"{gflop / seconds:8.1f} {100 * gflop / seconds / peak:8.0f}%",
+                f"{name:<10} {layout:<20} {1e3 * seconds:8.1f} {1e3 * loading:9.1f} {gflop:6.2f} "
+                f"{gflop / seconds:8.1f} {100 * gflop / seconds / peaks[amp]:8.0f}%",
                 flush=True,
             )
 

@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--triplet-weight", type=number_in(float, 0), help="weight of the triplet term (1; 0: CE alone)"
     )
     optim.add_argument("--label-smoothing", type=number_in(float, 0, 1), help="(0)")
-    optim.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bfloat16 autocast on CUDA")
+    optim.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, help="bfloat16 autocast, on CUDA or the CPU (off)"
+    )
     optim.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,

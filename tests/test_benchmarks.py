@@ -294,9 +294,11 @@ def test_placements_counts_the_papers_model_and_every_placement(capsys: pytest.C
 
 
 @pytest.mark.slow
-def test_train_step_benchmark_prints_each_variant_in_both_layouts(capsys: pytest.CaptureFixture[str]) -> None:
-    load_script(BENCHMARKS / "train_step.py").main(["--steps", "2"])
+def test_train_step_benchmark_prints_each_variant_in_each_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    script = load_script(BENCHMARKS / "train_step.py")
+    script.main(["--steps", "2"])
     out = capsys.readouterr().out
-    assert "GFLOP/s on 1 thread(s)" in out
+    assert "on 1 thread(s): float32" in out and "bfloat16" in out
     for name in ("Baseline", "+MAE", "+BME", "+MAE+BME"):
-        assert sum(line.startswith(f"{name} ") for line in out.splitlines()) == 2
+        rows = [line for line in out.splitlines() if line.startswith(f"{name} ")]
+        assert [layout in row for row, (layout, _, _) in zip(rows, script.LAYOUTS)] == [True] * 3

@@ -261,3 +261,18 @@ def test_channels_last_gives_the_outputs_and_gradients_of_the_contiguous_layout(
         torch.testing.assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-5)
     history = fit(_tiny_settings(channels_last=True, epochs=1), _tiny_data(), log=lambda m: None)
     assert [entry["epoch"] for entry in history] == [0, 1]
+
+
+def test_amp_runs_the_forward_in_bfloat16_on_the_cpu_and_keeps_the_loss() -> None:
+    losses, dtypes = [], []
+    for amp in (False, True):
+        model, clips, pids = _model_and_batch()
+        _freeze_batchnorm(model)
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        handle = conv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        parts = train_step(model, ReIDLoss(), optimizer, clips, pids, _tiny_settings(amp=amp), World("cpu"))
+        handle.remove()
+        losses.append(parts["loss"])
+    assert dtypes == [torch.float32, torch.bfloat16]
+    assert losses[1] == pytest.approx(losses[0], rel=0.05)

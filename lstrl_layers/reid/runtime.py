@@ -28,4 +28,6 @@ def progress(items: Iterable[T_co], enabled: bool, **kwargs: Any) -> Iterator[T_
 
 
 def autocast(settings: TrainSettings, world: World) -> torch.autocast:
-    return torch.autocast("cuda", torch.bfloat16, enabled=settings.amp and world.device.startswith("cuda"))
+    """bfloat16 autocast on the run's device (CUDA or CPU) when ``settings.amp``, else a no-op."""
+    device_type = "cuda" if world.device.startswith("cuda") else "cpu"
+    return torch.autocast(device_type, torch.bfloat16, enabled=settings.amp)
