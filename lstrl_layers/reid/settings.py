@@ -35,8 +35,8 @@ class TrainSettings:
     identity with both directions alike, and telling them apart waits on it (see the ablation in the docs).
     ``channels_last``: the model's weights and activations in the channels-last memory format (oneDNN's and
     the tensor cores' preferred layout for convolutions; the numbers are the same up to round-off).
-    ``amp``: the forward pass under bfloat16 autocast, on CUDA or the CPU (faster on CPUs with bfloat16
-    instructions, AVX512-BF16 or AMX; emulated, and slower, on others); the loss is computed in float32.
+    ``amp``: the forward pass under bfloat16 autocast, on CUDA or the CPU (on the CPU it pays where the CPU
+    has bfloat16 instructions, AVX512-BF16 or AMX; others emulate them); the loss is computed in float32.
     ``model_kwargs`` holds further :class:`~lstrl_layers.VideoReIDNet` arguments (``zero_init``,
     ``mae_kwargs``, ``bme_kwargs``), plain values only. ``weights``: a local file of backbone weights
     (timm's ``pretrained_cfg_overlay=dict(file=...)``), used instead of a download.
