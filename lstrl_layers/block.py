@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._checks import check_bool, check_optional_mapping
+from ._checks import check_branches
 from .bme import BME
 from .clip_block import ClipBlock, Maps
 from .mae import MAE
@@ -57,14 +57,8 @@ class LSTRLBlock(ClipBlock):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        for name, flag in (("mae", mae), ("bme", bme), ("zero_init", zero_init)):
-            check_bool(name, flag)
-        if not (mae or bme):
-            raise ValueError("LSTRLBlock needs at least one branch, got mae=False and bme=False")
-        for name, enabled, kwargs in (("mae", mae, mae_kwargs), ("bme", bme, bme_kwargs)):
-            check_optional_mapping(f"{name}_kwargs", kwargs)
-            if kwargs and not enabled:
-                raise ValueError(f"{name}_kwargs={dict(kwargs)!r} given but {name}=False")
+        check_branches("LSTRLBlock", mae, bme, zero_init, mae_kwargs, bme_kwargs)
+        for name, kwargs in (("mae", mae_kwargs), ("bme", bme_kwargs)):
             reserved = sorted(set(kwargs or {}) & set(_SHARED))
             if reserved:
                 raise ValueError(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_bool, check_int, check_optional_mapping, check_stages, got
+from ._checks import check_branches, check_int, check_stages, got
 from ._probe import probe_input, run_probe
 from ._stages import Stage, StageTarget, resolve_stage
 from ._timm import feature_dicts
@@ -219,12 +219,7 @@ def inject_lstrl(
         raise TypeError(f"model must be an nn.Module (a CNN), got {got(model)}")
     stages = check_stages("stages", stages, allow_empty=False)
     check_int("num_frames", num_frames)
-    for flag_name, flag in (("mae", mae), ("bme", bme), ("zero_init", zero_init)):
-        check_bool(flag_name, flag)
-    if not (mae or bme):
-        raise ValueError("inject_lstrl needs at least one branch, got mae=False and bme=False")
-    check_optional_mapping("mae_kwargs", mae_kwargs)
-    check_optional_mapping("bme_kwargs", bme_kwargs)
+    check_branches("inject_lstrl", mae, bme, zero_init, mae_kwargs, bme_kwargs)
     check_layout(layout)
     target_model = unwrap_for_injection(model)
     dicts = feature_dicts(target_model, required=False)

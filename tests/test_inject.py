@@ -371,3 +371,11 @@ def test_onnx_export_matches_onnxruntime(tmp_path) -> None:
     (got,) = session.run(None, {"frames": x.numpy()})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(got), model(x), atol=1e-4, rtol=1e-3)
+
+
+def test_branch_arguments_for_a_branch_that_is_off_are_refused_before_the_model_changes() -> None:
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    before = [name for name, _ in model.named_modules()]
+    with pytest.raises(ValueError, match=r"bme_kwargs=\{'reduction': 4\} given but bme=False"):
+        inject_lstrl(model, stages=[2], num_frames=2, bme=False, bme_kwargs=dict(reduction=4))
+    assert [name for name, _ in model.named_modules()] == before
