@@ -69,7 +69,7 @@ from .evaluation import (
 )
 from .losses import ReIDLoss
 from .reporting import Reporter
-from .runtime import autocast, progress
+from .runtime import autocast, in_memory_format, progress
 from .sampling import PKBatchSampler
 from .settings import TrainSettings
 
@@ -462,9 +462,7 @@ def _checkpoint(out: Path | None) -> Path | None:
 
 def _placed_model(model: nn.Module, settings: TrainSettings, world: World) -> nn.Module:
     """``model`` on the run's device, in its memory format, with SyncBatchNorm when asked."""
-    model = model.to(world.device)
-    if settings.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = in_memory_format(model.to(world.device), settings)
     if settings.sync_bn:
         if not world.device.startswith("cuda"):
             raise ValueError(f"sync_bn needs CUDA (SyncBatchNorm), got device {world.device!r}")

@@ -22,7 +22,7 @@ from .data import ClipDataset, Sampling, VideoReIDData, clip_transforms, collate
 from .distributed import World, broadcast_object, close_world, gather_rows, init_world, shard_indices
 from .metrics import ReIDResult, evaluate_ranking, pair_auc, pairwise_distances
 from .reporting import Reporter, frame_for_picture
-from .runtime import autocast, progress
+from .runtime import autocast, in_memory_format, progress
 from .settings import TrainSettings
 
 __all__ = [
@@ -240,8 +240,7 @@ def evaluate_trained(
     world = init_world(settings.device)
     try:
         model, _ = load_trained(path, world.device)
-        if settings.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = in_memory_format(model, settings)
         metrics, ranking = rank_query_gallery(model, data, settings, world)
         if world.is_main:
             log(summary(metrics))

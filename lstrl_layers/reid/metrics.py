@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_int, got, integer_labels
+from .._checks import check_float, check_int, got, integer_labels
 from .losses import euclidean_distances
 
 __all__ = ["ReIDResult", "evaluate_ranking", "pair_auc", "pairwise_distances"]
@@ -197,7 +197,8 @@ def pair_auc(
     the comparison.
 
     Raises:
-        TypeError: non-numeric distances, non-integer labels, ``partners`` not a mapping of ints.
+        TypeError: non-numeric distances, non-integer labels, ``partners`` not a mapping of ints, a
+            non-numeric ``tolerance``.
         ValueError: shapes that do not match, or no query with gallery entries of itself and its partner in
             other cameras.
     """
@@ -206,8 +207,7 @@ def pair_auc(
         isinstance(k, numbers.Integral) and isinstance(v, numbers.Integral) for k, v in partners.items()
     ):
         raise TypeError(f"partners must map identities (int) to identities (int), got {got(partners)}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not tolerance >= 0:
-        raise ValueError(f"tolerance must be a float >= 0, got {tolerance!r}")
+    check_float("tolerance", tolerance, "a float >= 0", low=0.0)
     scores = []
     for q, (identity, camera) in enumerate(zip(inputs.query_ids, inputs.query_cams)):
         if int(identity) not in partners:

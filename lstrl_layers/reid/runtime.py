@@ -1,4 +1,4 @@
-"""What the training loop and the evaluation share: progress bars and mixed precision."""
+"""What the training loop and the evaluation share: progress bars, mixed precision and memory format."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from .distributed import World
 from .settings import TrainSettings
 
-__all__ = ["autocast", "progress"]
+__all__ = ["autocast", "in_memory_format", "progress"]
 
 T_co = TypeVar("T_co")
+M = TypeVar("M", bound=nn.Module)
 
 
 def progress(items: Iterable[T_co], enabled: bool, **kwargs: Any) -> Iterator[T_co]:
@@ -29,5 +31,9 @@ def progress(items: Iterable[T_co], enabled: bool, **kwargs: Any) -> Iterator[T_
 
 def autocast(settings: TrainSettings, world: World) -> torch.autocast:
     """bfloat16 autocast on the run's device (CUDA or CPU) when ``settings.amp``, else a no-op."""
-    device_type = "cuda" if world.device.startswith("cuda") else "cpu"
-    return torch.autocast(device_type, torch.bfloat16, enabled=settings.amp)
+    return torch.autocast(torch.device(world.device).type, torch.bfloat16, enabled=settings.amp)
+
+
+def in_memory_format(model: M, settings: TrainSettings) -> M:
+    """``model`` in the channels-last memory format when ``settings.channels_last``, else unchanged."""
+    return model.to(memory_format=torch.channels_last) if settings.channels_last else model
