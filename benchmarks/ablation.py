@@ -67,7 +67,7 @@ RECIPE = dict(
     test_batch=64,
     test_sampling="even",
 )
-STEPS, QUICK_STEPS = 250, 250
+STEPS = 250  # --quick too
 SEEDS, QUICK_SEEDS = 5, 4
 IDENTITIES = (48, 24)  # training and test identities (24 + 12 pairs in the motion sets)
 CAMERAS = 3
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
+    args.steps = args.steps or STEPS
     args.seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
     args.datasets = args.datasets or list(QUICK_SETS if args.quick else DATASETS)
     variants = {**TABLE3, **(FULL if args.full else {})}
