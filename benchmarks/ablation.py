@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from lstrl_layers.argtypes import DEVICE_HELP, default_device, device, positive_int
+from lstrl_layers.argtypes import DEVICE_HELP, default_device, device, non_negative_int, positive_int
 from lstrl_layers.reid import (
     VideoReIDData,
     synthetic_motion_reid,
@@ -79,6 +79,7 @@ TABLE3: dict[str, dict[str, Any]] = {
     "+BME": dict(mae=False),
     "+MAE+BME": dict(),
 }
+_LEAKY_RELU = functools.partial(torch.nn.LeakyReLU, 0.1)  # for υ in Eq. 6, instead of the paper's ReLU
 # --full: Table 4 (MAE without one granularity), Table 5 (BME variants), the blocks' recipe undone
 FULL: dict[str, dict[str, Any]] = {
     **{
@@ -93,6 +94,8 @@ FULL: dict[str, dict[str, Any]] = {
     "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False)),
     "+BME one learning rate": dict(mae=False, bme_lr_factor=1.0),
     "+MAE+BME one learning rate": dict(bme_lr_factor=1.0),
+    "+BME LeakyReLU": dict(mae=False, model_kwargs=dict(bme_kwargs=dict(act_layer=_LEAKY_RELU))),
+    "+MAE+BME LeakyReLU": dict(model_kwargs=dict(bme_kwargs=dict(act_layer=_LEAKY_RELU))),
 }
 DATASETS = {
     "approach": functools.partial(synthetic_motion_reid, motion="approach"),
@@ -118,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, help=f"training steps per run (default {STEPS})")
     p.add_argument(
         "--seeds", type=positive_int, help=f"seeds per variant (default {SEEDS}; --quick {QUICK_SEEDS})"
+    )
+    p.add_argument(
+        "--first-seed",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="seeds N, N+1, ... (default 0): the same experiment on other data and batches",
     )
     p.add_argument("--full", action="store_true", help="also Table 4 and 5 rows and the recipe's ablations")
     p.add_argument(
@@ -265,11 +275,15 @@ def _points(value: float) -> str:
     return f"{100 * value:+5.1f}" if not math.isnan(value) else "  n/a"
 
 
+def _seeds(results: dict[str, Any]) -> str:
+    first, count = results["settings"]["first_seed"], results["settings"]["seeds"]
+    return f"seed {first}" if count == 1 else f"{count} seeds, {first}-{first + count - 1}"
+
+
 def print_table(results: dict[str, Any]) -> None:
     for dataset, rows in results["datasets"].items():
-        seeds = len(next(iter(rows.values()))["mAP"])
         differences = results["differences"].get(dataset, {})
-        print(f"\n{dataset} set ({seeds} seed(s); %, and the difference from the Baseline of each seed)")
+        print(f"\n{dataset} set ({_seeds(results)}; %, and the difference from the Baseline of each seed)")
         header = f"  {'variant':<27} {'mAP':>5} {'vs Baseline [95% CI]':>24} {'rank-1':>6}"
         motion = "pair_auc" in next(iter(rows.values()))
         print(header + ("   pair AUC (min)" if motion else ""))
@@ -355,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     tasks = [
         (d, seed, name, args)
-        for seed in range(args.seeds)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
         for d in args.datasets
         for name in variants_of(d, args)
     ]
@@ -366,7 +380,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
     results: dict[str, Any] = {
-        "settings": dict(steps=args.steps, seeds=args.seeds, identities=args.identities, cameras=CAMERAS)
+        "settings": dict(
+            steps=args.steps,
+            seeds=args.seeds,
+            first_seed=args.first_seed,
+            identities=args.identities,
+            cameras=CAMERAS,
+        )
         | BACKBONE
         | RECIPE,
         "env": {
@@ -385,7 +405,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for d in args.datasets
         },
         "ceilings": {
-            d: blind_ceiling(_data(d, args.identities, 0)) for d in args.datasets if d in MOTION_SETS
+            d: blind_ceiling(_data(d, args.identities, args.first_seed))
+            for d in args.datasets
+            if d in MOTION_SETS
         },
     }
     started = time.time()
@@ -394,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         finished = pool.imap_unordered(_run, tasks) if pool else map(_run, tasks)
         for done, (dataset, seed, name, scores, curve, seconds) in enumerate(finished, 1):
             for key, value in scores.items():
-                results["datasets"][dataset][name][key][seed] = value
+                results["datasets"][dataset][name][key][seed - args.first_seed] = value
             if args.trace:
                 results.setdefault("curves", {}).setdefault(dataset, {}).setdefault(name, {})[seed] = curve
             if args.progress:

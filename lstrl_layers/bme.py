@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from einops import rearrange, reduce
@@ -56,7 +56,8 @@ class BME(ClipBlock):
         edge: the missing neighbour at a clip's edge (no ``t-1`` at the first frame, no ``t+1`` at the last):
             ``"zero"`` (default: no neighbour, no motion, like a zero-padded temporal shift, so :math:`M^b` of
             the first frame and :math:`M^f` of the last are zero) or ``"replicate"`` (the frame itself).
-        act_layer: activation after :math:`\upsilon` (paper: ReLU).
+        act_layer: activation after :math:`\upsilon`, a module class or any callable that returns a module
+            (paper: ReLU), e.g. ``functools.partial(nn.LeakyReLU, 0.1)``.
         zero_init: start as the identity, to within ``1e-6``, and still learn as fast as the paper's block
             (default). :math:`\upsilon`'s weights start at zero and its bias at ``1e-6``, so at construction
             :math:`F^m = \mathrm{ReLU}(10^{-6}) = 10^{-6}` in every channel and position and the block returns
@@ -93,7 +94,7 @@ class BME(ClipBlock):
         directions: Sequence[str] = ("forward", "backward"),
         mode: str = "global",
         edge: str = "zero",
-        act_layer: type[nn.Module] = nn.ReLU,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
         zero_init: bool = True,
         layout: str = "BTCHW",
         device: torch.device | str | None = None,

@@ -52,12 +52,25 @@ def test_default_and_quick_runs() -> None:
 
 @pytest.mark.slow
 def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--steps", "1", "--seeds", "2", "--variants", "Baseline", "+BME", "--identities", "8", "4"]
-    argv += ["--datasets", "approach", "occlusion", "--jobs", "1", "--no-progress"]
+    argv = [
+        "--steps",
+        "1",
+        "--seeds",
+        "2",
+        "--first-seed",
+        "3",
+        "--variants",
+        "Baseline",
+        "+BME",
+        "--identities",
+        "8",
+        "4",
+    ]
+    argv += ["--datasets", "approach", "occlusion", "--jobs", "1"]
     argv += ["--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png"), "--device", "cpu"]
     results = _ablation().main(argv)
     saved = json.loads((tmp_path / "a.json").read_text())
-    assert set(saved["datasets"]) == {"approach", "occlusion"}
+    assert set(saved["datasets"]) == {"approach", "occlusion"} and saved["settings"]["first_seed"] == 3
     for name, rows in saved["datasets"].items():
         assert set(rows) == {"Baseline", "+BME"}
         for row in rows.values():
@@ -69,7 +82,8 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
     assert saved["datasets"] == json.loads(json.dumps(results["datasets"]))
     assert (tmp_path / "a.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "approach set (2 seed(s)" in out and "blind to time reversal" in out and "pair AUC" in out
+    assert "] approach seed 4 +BME: mAP" in out and "] occlusion seed 3 Baseline: mAP" in out
+    assert "approach set (2 seeds, 3-4;" in out and "blind to time reversal" in out and "pair AUC" in out
 
 
 @pytest.mark.parametrize(
@@ -77,6 +91,7 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
     [
         (["--steps", "0"], "--steps: expected an int >= 1"),
         (["--seeds", "x"], "--seeds: expected an int >= 1"),
+        (["--first-seed", "-1"], "--first-seed: expected an int >= 0"),
         (["--variants", "+XYZ"], "unknown --variants ['+XYZ']"),
         (["--json", "/no/such/dir/a.json"], "no directory '/no/such/dir'"),
         (["--datasets", "mars"], "invalid choice: 'mars'"),

@@ -3,10 +3,13 @@ its own properties."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from _scripts import BENCHMARKS, load_script
 from einops import rearrange
+from torch import nn
 
 from lstrl_layers import BME
 
@@ -91,6 +94,18 @@ def test_local_and_global_modes_agree_on_1x1_maps_and_differ_otherwise(device: t
     torch.testing.assert_close(local_bme(one_pixel), global_bme(one_pixel))
     maps_input = torch.randn(2, 3, 8, 3, 2, device=device)
     assert not torch.allclose(local_bme(maps_input), global_bme(maps_input))
+
+
+def test_act_layer_is_any_module_factory_applied_after_upsilon() -> None:
+    torch.manual_seed(0)
+    bme = _randomized(BME(8, 3, act_layer=functools.partial(nn.LeakyReLU, 0.1)))
+    pre: list[torch.Tensor] = []
+    bme.upsilon.register_forward_hook(lambda module, args, out: pre.append(out))
+    clips = torch.randn(2, 3, 8, 3, 2)
+    with torch.no_grad():
+        motion = rearrange(bme(clips) - clips, "b t c h w -> (b t) c h w")  # F^m
+    assert isinstance(bme.act, nn.LeakyReLU) and motion.min() < 0  # a ReLU's F^m is never negative
+    torch.testing.assert_close(motion, torch.where(pre[0] > 0, pre[0], 0.1 * pre[0]))
 
 
 def test_single_direction_halves_upsilon_input() -> None:
