@@ -15,8 +15,9 @@ motion sets, the pair AUC. Each variant is compared with the Baseline of the sam
 batches): the mean of the paired differences and its 95% t-interval.
 
     python benchmarks/ablation.py                      # Table 3 rows, the four sets, 5 seeds
-    python benchmarks/ablation.py --full               # + Table 4 and Table 5 rows, the paper's BME init
+    python benchmarks/ablation.py --full               # + Table 4 and 5 rows, the recipe's ablations
     python benchmarks/ablation.py --quick              # approach set, 4 seeds: does the full model learn?
+    python benchmarks/ablation.py --first-seed 5       # the same on seeds 5-9: other data, other batches
     python benchmarks/ablation.py --json out/ablation.json --plot out/ablation.png
 """
 
