@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from collections.abc import Iterable, Sequence
 
@@ -46,7 +47,8 @@ class MAE(ClipBlock):
 
     The default path never materializes the ``(T*H*W) x (T*H*W)`` matrix :math:`D^1`: the four query sets
     share keys and values (:math:`X_1`), so they are concatenated and attended in one
-    :func:`torch.nn.functional.scaled_dot_product_attention` call (flash / memory-efficient kernels).
+    :func:`torch.nn.functional.scaled_dot_product_attention` call (flash / memory-efficient kernels); on the
+    CPU, half-precision inputs (autocast) attend in float32, whose backward pass is faster there.
     ``return_maps=True`` takes the paper-literal path instead, which materializes each :math:`D^i` in float32
     (autocast disabled) and returns them; both paths agree to float32 round-off.
 
@@ -134,12 +136,21 @@ class MAE(ClipBlock):
         return self.omega2(torch.cat(appearances, dim=1)), maps  # F^a = ω2([A1, A2, A3, A4])
 
     def _attend_fused(self, queries: dict[int, Tensor], x1: Tensor) -> dict[int, Tensor]:
-        """D^i X1 for all i with one attention call; never materializes D^i."""
+        """D^i X1 for all i with one attention call; never materializes D^i.
+
+        Half-precision inputs on the CPU attend in float32 (autocast off for the call): PyTorch's CPU
+        attention runs its backward pass several times slower in bfloat16 than in float32.
+        """
         lengths = [q.shape[1] for q in queries.values()]
         query = rearrange(torch.cat(list(queries.values()), dim=1), "b n c -> b 1 n c")
         key_value = rearrange(x1, "b n c -> b 1 n c")
-        out = F.scaled_dot_product_attention(query, key_value, key_value, scale=self.scale)
-        out = rearrange(out, "b 1 n c -> b n c")
+        in_float32 = x1.device.type == "cpu" and x1.dtype in (torch.float16, torch.bfloat16)
+        with torch.autocast("cpu", enabled=False) if in_float32 else contextlib.nullcontext():
+            dtype = torch.float32 if in_float32 else x1.dtype
+            out = F.scaled_dot_product_attention(
+                query.to(dtype), key_value.to(dtype), key_value.to(dtype), scale=self.scale
+            )
+        out = rearrange(out.to(x1.dtype), "b 1 n c -> b n c")
         return dict(zip(queries, out.split(lengths, dim=1)))
 
     def _attend_materialized(self, queries: dict[int, Tensor], x1: Tensor) -> tuple[dict[int, Tensor], Maps]:

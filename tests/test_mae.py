@@ -132,6 +132,23 @@ def test_fp16_autocast_with_logits_beyond_fp16_range(return_maps: bool, device: 
     torch.testing.assert_close(out.float(), mae(x), rtol=1e-2, atol=1e-2 * mae(x).abs().max().item())
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_paths_agree_and_train(dtype: torch.dtype, device: torch.device) -> None:
+    """Under autocast the fused path (float32 attention on the CPU) and the float32 paper-literal path agree
+    to the precision of their half-precision inputs and pass finite gradients."""
+    torch.manual_seed(0)
+    mae = _randomized(MAE(16, 3)).to(device)
+    x = torch.randn(6, 16, 4, 2, device=device, requires_grad=True)
+    with torch.autocast(device.type, dtype=dtype):
+        fused, literal = mae(x), mae(x, return_maps=True)[0]
+    torch.testing.assert_close(
+        fused.float(), literal.float(), rtol=2e-2, atol=2e-2 * literal.abs().max().item()
+    )
+    fused.float().square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in mae.parameters())
+
+
 def test_parameter_counts_of_table_3() -> None:
     """Two MAEs after resnet50's layer2 (512 ch) and layer3 (1024 ch): 24.79M -> 26.43M, i.e. +1.64M."""
     added = sum(p.numel() for c in (512, 1024) for p in MAE(c, 8).parameters())
