@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 from _scripts import BENCHMARKS, load_script
 
 from lstrl_layers.reid import synthetic_motion_reid
@@ -23,6 +24,15 @@ def test_blind_ceiling_is_the_expected_ap_of_a_random_order_of_matches_and_decoy
     data = synthetic_motion_reid(4, 4, num_cams=3, frames=(4, 4), size=(32, 16))
     ceiling = _ablation().blind_ceiling(data)
     assert ceiling["mAP"] == pytest.approx(49 / 72) and ceiling["rank1"] == pytest.approx(0.5)
+
+
+def test_partners_last_moves_each_querys_partner_clips_to_the_end() -> None:
+    distances = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.4, 0.1, 0.2, 0.3]])
+    query_ids, gallery_ids = torch.tensor([1, 2]), torch.tensor([2, 1, 3, 2])
+    out = _ablation().partners_last(distances, query_ids, gallery_ids, {1: 2, 2: 1, 3: 4})
+    inf = float("inf")
+    torch.testing.assert_close(out, torch.tensor([[inf, 0.2, 0.3, inf], [0.4, inf, 0.2, 0.3]]))
+    assert distances[0, 0] == pytest.approx(0.1)  # the input is left as it was
 
 
 def test_paired_difference_is_the_t_interval_of_the_per_seed_differences() -> None:
@@ -75,7 +85,9 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
         assert set(rows) == {"Baseline", "+BME"}
         for row in rows.values():
             assert len(row["mAP"]) == len(row["rank1"]) == 2 and all(0 <= v <= 1 for v in row["mAP"])
-            assert ("pair_auc" in row) == (name == "approach")
+            assert ("pair_auc" in row) == ("mAP_direction_known" in row) == (name == "approach")
+            if name == "approach":  # the partner's clips are non-matches: ranking them last cannot lower AP
+                assert all(k >= m for k, m in zip(row["mAP_direction_known"], row["mAP"]))
     assert saved["datasets"]["approach"]["Baseline"]["pair_auc"] == [0.5, 0.5]
     difference = saved["differences"]["approach"]["+BME"]["mAP"]
     assert set(difference) == {"mean", "low", "high"} and difference["low"] <= difference["mean"]
