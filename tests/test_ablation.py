@@ -55,6 +55,9 @@ def test_default_and_quick_runs() -> None:
     assert default.seeds >= 5 and default.datasets == ["approach", "squat", "appearance", "occlusion"]
     assert ablation.variants_of("occlusion", default) == ["Baseline", "+MAE"]
     assert ablation.variants_of("squat", default) == list(ablation.TABLE3)
+    data = synthetic_motion_reid(8, 4, num_cams=3, frames=(4, 4), size=(32, 16))
+    settings = ablation._settings(ablation.TABLE3["+BME"], default, 0, data)
+    assert not settings.amp and ablation._settings(dict(), ablation.parse_args(["--amp"]), 0, data).amp
     quick = ablation.parse_args(["--quick"])
     assert quick.datasets == list(ablation.QUICK_SETS) and quick.seeds == ablation.QUICK_SEEDS
     assert list(quick.variant_settings) == list(ablation.QUICK_VARIANTS)
