@@ -84,7 +84,7 @@ TABLE3: dict[str, dict[str, Any]] = {
     "+BME": dict(mae=False),
     "+MAE+BME": dict(),
 }
-_LEAKY_RELU = functools.partial(torch.nn.LeakyReLU, 0.1)  # for υ in Eq. 6, instead of the paper's ReLU
+_LEAKY_RELU = functools.partial(nn.LeakyReLU, 0.1)  # for υ in Eq. 6, instead of the paper's ReLU
 # --full: Table 4 (MAE without one granularity), Table 5 (BME variants), the blocks' recipe undone
 FULL: dict[str, dict[str, Any]] = {
     **{
