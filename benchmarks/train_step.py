@@ -27,6 +27,7 @@ from lstrl_layers import count_macs
 from lstrl_layers.argtypes import positive_int
 from lstrl_layers.reid.distributed import World
 from lstrl_layers.reid.engine import _train_loader, build_loss, build_model, build_optimizer, train_step
+from lstrl_layers.reid.runtime import in_memory_format
 
 LAYOUTS = (
     ("contiguous", False, False),
@@ -54,9 +55,7 @@ def step_seconds(name: str, channels_last: bool, amp: bool, steps: int) -> tuple
         ablation._settings(ablation.TABLE3[name], args, 0, data), channels_last=channels_last, amp=amp
     )
     torch.manual_seed(0)
-    model = build_model(settings, data.num_train_ids)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = in_memory_format(build_model(settings, data.num_train_ids), settings)
     criterion, (optimizer, _) = build_loss(settings), build_optimizer(settings, model)
     world = World(device="cpu")
     loader = _train_loader(data, settings, world)
