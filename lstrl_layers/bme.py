@@ -19,17 +19,19 @@ _IDENTITY_BIAS = 1e-6
 
 
 def _neighbours(seq: Tensor, offset: int, edge: str) -> Tensor:
-    """Frame ``t + offset`` for every frame ``t`` of ``seq`` ``(B, T, ...)``, padded at the clip edge.
+    """Frame ``t + offset`` for every frame ``t`` of ``seq`` ``(B, T, C, H, W)``, padded at the clip edge.
 
-    ``edge="zero"``: a frame without that neighbour gets zeros; ``"replicate"``: it gets itself.
+    ``edge="zero"``: a frame without that neighbour gets zeros; ``"replicate"``: it gets itself. Written as
+    one gather of ``T`` indices (no ``T - 1``-frame slices), so ``T`` stays one symbol when exported with a
+    dynamic clip length, and ``T = 1`` (no neighbour at all) needs no special case.
     """
-    if offset == 1:
-        inner, border = seq[:, 1:], seq[:, -1:]
-    else:
-        inner, border = seq[:, :-1], seq[:, :1]
-    if edge == "zero":
-        border = torch.zeros_like(border)
-    return torch.cat([inner, border] if offset == 1 else [border, inner], dim=1)
+    num_frames = seq.shape[1]
+    index = torch.arange(num_frames, device=seq.device) + offset  # t + offset, out of [0, T) at an edge
+    neighbour = seq.index_select(1, index.clamp(0, num_frames - 1))  # the frame itself at an edge
+    if edge == "replicate":
+        return neighbour
+    inside = rearrange((index >= 0) & (index < num_frames), "t -> 1 t 1 1 1")
+    return neighbour * inside  # zeros where the neighbour does not exist
 
 
 class BME(ClipBlock):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Union, overload
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -139,6 +140,8 @@ class ClipBlock(nn.Module):
     def forward(self, x: Tensor, return_maps: bool) -> BlockOutput: ...
 
     def forward(self, x: Tensor, return_maps: bool = False) -> BlockOutput:
+        if torch.jit.is_tracing() and isinstance(return_maps, Tensor) and return_maps.dtype == torch.bool:
+            return_maps = bool(return_maps)  # torch.onnx.export(dynamo=False) traces forward's defaults as tensors
         check_bool("return_maps", return_maps)
         frames, num_frames = self._split_layout(x)
         branch, maps = self._branch(frames, num_frames, return_maps)

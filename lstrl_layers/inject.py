@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from ._checks import check_branches, check_int, check_stages, got
@@ -17,7 +18,7 @@ from ._wrappers import unwrap_for_injection
 from .block import LSTRLBlock
 from .clip_block import TORCHSCRIPT_UNSUPPORTED, ClipBlock, check_layout
 
-__all__ = ["BLOCKS_ATTR", "Stage", "inject_lstrl", "set_num_frames"]
+__all__ = ["BLOCKS_ATTR", "Stage", "inject_lstrl", "set_num_frames", "use_num_frames"]
 
 DATA_PARALLEL_UNSUPPORTED = (
     "LSTRL blocks run from forward hooks, which nn.DataParallel's replicas share with the original model, so "
@@ -27,12 +28,27 @@ DATA_PARALLEL_UNSUPPORTED = (
 BLOCKS_ATTR = "lstrl"  # the one attribute inject_lstrl adds to a model: a ModuleDict of the injected blocks
 
 
+class _ClipLength:
+    """``T`` of the clips a model is running now, when its caller knows it (:func:`use_num_frames`).
+
+    ``None`` outside such a call: the blocks then split frames by their own ``num_frames``. Inside, it may be
+    a symbol (a ``SymInt`` read from an input's shape while exporting), so that ``T`` stays data in the graph.
+    """
+
+    def __init__(self) -> None:
+        self.num_frames: Any = None
+
+
 class _InjectedBlocks(nn.ModuleDict):
     """Holds the injected blocks (``model.lstrl[<stage key>]``); they run from hooks on their stages.
 
     It is an identity if called, because timm's ``features_only`` wrappers (and ``nn.Sequential`` roots) call
     every child of the root in order; the blocks themselves run from the hooks, never from here.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clip_length = _ClipLength()  # shared by the hooks of every block of this model
 
     def forward(self, x: Any) -> Any:
         return x
@@ -49,16 +65,24 @@ class _StageHook:
     pickling of the model re-point the hook at the copied block.
     """
 
-    def __init__(self, block: LSTRLBlock, pre: bool) -> None:
+    def __init__(self, block: LSTRLBlock, pre: bool, clip_length: _ClipLength) -> None:
         self.block = block
         self.pre = pre
+        self.clip_length = clip_length
 
     def __call__(self, module: nn.Module, inputs: tuple[Any, ...], *output: Any) -> Any:
         if getattr(module, "_is_replica", False):
             raise RuntimeError(DATA_PARALLEL_UNSUPPORTED)
         if self.pre:
-            return (self.block(inputs[0]), *inputs[1:])
-        return self.block(output[0])
+            return (self._run(inputs[0]), *inputs[1:])
+        return self._run(output[0])
+
+    def _run(self, x: Any) -> Any:
+        num_frames = self.clip_length.num_frames
+        if num_frames is None or not isinstance(x, Tensor) or x.ndim != 4:
+            return self.block(x)  # frames split by the block's num_frames, or clips that carry their T
+        clips = rearrange(x, "(b t) c h w -> b t c h w", t=num_frames)  # T known to the caller
+        return rearrange(self.block(clips), "b t c h w -> (b t) c h w")
 
 
 def _stage_key(module_name: str) -> str:
@@ -266,7 +290,7 @@ def inject_lstrl(
     for name, block in blocks.items():
         target = targets[name]
         injected[_stage_key(name)] = block
-        hook = _StageHook(block, target.pre)
+        hook = _StageHook(block, target.pre, injected.clip_length)
         # prepend: run before any hook already there (timm's FeatureHookNet collects features with hooks)
         if target.pre:
             target.module.register_forward_pre_hook(hook, prepend=True)
@@ -309,3 +333,37 @@ def set_num_frames(model: nn.Module, num_frames: int) -> nn.Module:
     for block in blocks:
         block.num_frames = num_frames
     return model
+
+
+class use_num_frames:  # noqa: N801 (a context manager, used like a function)
+    """Within this ``with`` block, the injected blocks of ``model`` split frames into clips of ``num_frames``.
+
+    For a caller that reshapes its own videos ``(B, T, C, H, W)`` into frames ``(B*T, C, H, W)`` before the
+    backbone, as :class:`~lstrl_layers.VideoReIDNet` does: ``T`` is read from the video on every call, so any
+    clip length works, nothing is stored on the blocks, and under ``torch.export`` / ONNX export ``T`` stays a
+    symbol of the input's shape instead of becoming a constant of the graph. Outside the block, each block
+    splits frames by its own ``num_frames`` (:func:`set_num_frames`).
+
+    Args:
+        model: a model :func:`inject_lstrl` injected into (a model without injected blocks is left alone).
+        num_frames: ``T``, e.g. ``video.shape[1]``.
+
+    Example:
+        >>> model = inject_lstrl(timm.create_model("resnet18"), stages=[3], num_frames=8)
+        >>> video = torch.randn(2, 4, 3, 64, 32)
+        >>> with use_num_frames(model, video.shape[1]):
+        ...     logits = model(video.flatten(0, 1))
+        >>> logits.shape
+        torch.Size([8, 1000])
+    """
+
+    def __init__(self, model: nn.Module, num_frames: Any) -> None:
+        blocks = getattr(model, BLOCKS_ATTR, None)
+        self._clip_length = blocks.clip_length if isinstance(blocks, _InjectedBlocks) else _ClipLength()
+        self._num_frames = num_frames
+
+    def __enter__(self) -> None:
+        self._clip_length.num_frames = self._num_frames
+
+    def __exit__(self, *exc: object) -> None:
+        self._clip_length.num_frames = None

@@ -14,7 +14,7 @@ from ._last_stride import set_last_stride_one
 from ._probe import probe_input, run_probe
 from ._stages import Stage
 from ._wrappers import unwrap_for_injection
-from .inject import BLOCKS_ATTR, inject_lstrl, set_num_frames
+from .inject import inject_lstrl, use_num_frames
 
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
 
@@ -52,7 +52,9 @@ class VideoReIDNet(nn.Module):
         stages: ``feature_info`` indices or names (timm), or module names (any backbone), that get an LSTRL
             block (paper: ``(2, 3)``, ResNet-50's ``layer2`` and ``layer3``). Empty, or ``mae=False`` and
             ``bme=False``, gives the baseline without blocks.
-        num_frames: initial ``T`` of the blocks; every call sets it from the input, so any ``T`` works.
+        num_frames: ``T`` of the blocks for frames given to the backbone directly. A video carries its own
+            ``T``, read from its shape on every call and never stored, so any ``T >= 1`` works (and stays
+            dynamic when the model is exported).
         mae: include the MAE branch.
         bme: include the BME branch.
         pretrained: load timm's pretrained backbone weights (timm names only).
@@ -167,12 +169,10 @@ class VideoReIDNet(nn.Module):
         return int(out.shape[1])
 
     def forward(self, video: Tensor) -> ReIDOutput:
-        num_frames = self._check_video(video)
-        blocks = getattr(self.backbone, BLOCKS_ATTR, None)
-        if blocks is not None:
-            set_num_frames(blocks, num_frames)  # only the injected blocks, not a scan of the whole backbone
+        num_frames = self._check_video(video)  # T: read from the video, never stored (a symbol on export)
         frames = rearrange(video, "b t c h w -> (b t) c h w")
-        frame_features = self.backbone(frames)
+        with use_num_frames(self.backbone, num_frames):
+            frame_features = self.backbone(frames)
         if frame_features.ndim == 4:  # a module backbone's feature maps
             frame_features = reduce(frame_features, "n d h w -> n d", "mean")  # GAP
         feature = reduce(frame_features, "(b t) d -> b d", "mean", t=num_frames)  # TAP
@@ -181,8 +181,8 @@ class VideoReIDNet(nn.Module):
             return embedding
         return self.classifier(embedding), feature
 
-    def _check_video(self, video: object) -> int:
-        """Validate the input video up front and return its ``T``."""
+    def _check_video(self, video: object) -> Any:
+        """Validate the input video up front and return its ``T`` (an int, or a symbol while exporting)."""
         expected = f"VideoReIDNet expects a video (B, T, C={self._in_chans}, H, W) of floats"
         if not isinstance(video, Tensor):
             raise TypeError(f"{expected}, got {type(video).__name__}")
@@ -204,4 +204,4 @@ class VideoReIDNet(nn.Module):
                 f"{expected} with B >= 2 clips in train mode (the BNNeck normalizes with batch statistics), "
                 f"got {shape}; call .eval() to embed a single clip"
             )
-        return int(video.shape[1])
+        return video.shape[1]

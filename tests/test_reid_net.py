@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstrl_layers import VideoReIDNet
+from lstrl_layers import ClipBlock, VideoReIDNet, set_num_frames
 
 
 def _count(model: torch.nn.Module) -> int:
@@ -56,13 +56,18 @@ def test_train_mode_returns_logits_and_pre_bn_feature(device: torch.device) -> N
     assert net.bottleneck.bias.grad is None  # BNNeck: frozen zero bias
 
 
-@pytest.mark.parametrize("num_frames", [1, 3, 8])
+@pytest.mark.parametrize("num_frames", [1, 2, 3, 8])
 def test_eval_takes_any_number_of_frames(num_frames: int, device: torch.device) -> None:
     net = _small(device).eval()
+    video = _video(2, num_frames).to(device)
     with torch.no_grad():
-        embedding = net(_video(2, num_frames).to(device))
+        embedding = net(video)
+        assert all(m.num_frames == 4 for m in net.modules() if isinstance(m, ClipBlock))  # T is not stored
+        # the same as the backbone's frames path with the blocks set to T
+        set_num_frames(net.backbone, num_frames)
+        frames = net.backbone(video.flatten(0, 1)).unflatten(0, (2, num_frames)).mean(1)
     assert embedding.shape == (2, 512) and torch.isfinite(embedding).all()
-    assert all(m.num_frames == num_frames for m in net.modules() if hasattr(m, "num_frames"))
+    torch.testing.assert_close(embedding, net.bottleneck(frames), rtol=0, atol=1e-5)
 
 
 def test_each_clip_is_independent_of_the_batch_in_eval(device: torch.device) -> None:
@@ -83,7 +88,7 @@ def test_eval_embedding_is_the_bnneck_of_tap_of_gap(device: torch.device) -> Non
     net = _small(device).eval()
     video = _video(2, 3).to(device)
     with torch.no_grad():
-        net(video)  # sets T=3 on the blocks
+        set_num_frames(net.backbone, 3)  # the frames path, at the video's T
         maps = net.backbone.forward_features(video.flatten(0, 1))
         frame_features = maps.mean(dim=(2, 3))  # GAP
         clip_features = frame_features.unflatten(0, (2, 3)).mean(dim=1)  # TAP
