@@ -141,7 +141,7 @@ class ClipBlock(nn.Module):
 
     def forward(self, x: Tensor, return_maps: bool = False) -> BlockOutput:
         if torch.jit.is_tracing() and isinstance(return_maps, Tensor) and return_maps.dtype == torch.bool:
-            return_maps = bool(return_maps)  # torch.onnx.export(dynamo=False) traces forward's defaults as tensors
+            return_maps = bool(return_maps)  # the legacy ONNX exporter traces defaults
         check_bool("return_maps", return_maps)
         frames, num_frames = self._split_layout(x)
         branch, maps = self._branch(frames, num_frames, return_maps)
