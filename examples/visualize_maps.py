@@ -87,7 +87,7 @@ def load_clip(images: Sequence[Path], num_frames: int, size: tuple[int, int], se
 def block_maps(
     model: VideoReIDNet, clip: Tensor, block_name: str | None
 ) -> tuple[str, dict[str, Tensor], tuple[int, ...]]:
-    """Maps of one injected block for ``clip`` ``(1, T, 3, H, W)``, and the block's feature-map shape."""
+    """Maps of one injected block for ``clip`` ``(1, T, 3, H, W)``, and the shape of the block's input."""
     blocks = {name.rpartition(".")[2]: m for name, m in model.named_modules() if isinstance(m, LSTRLBlock)}
     if not blocks:
         raise SystemExit("this model has no LSTRL block (was it built with stages?)")
@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     model, size = load_model(args)
     frames = load_clip(args.images, args.frames, size, args.seed)
     clip = clip_transforms(size, train=False)(frames)
-    name, maps, (_, _, height, width) = block_maps(model, clip[None], args.block)
+    name, maps, block_shape = block_maps(model, clip[None], args.block)
+    height, width = block_shape[-2:]
     num_frames = len(frames)
     if args.query:
         t, h, w = args.query

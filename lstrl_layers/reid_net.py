@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Union
 
 import timm
+import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
@@ -152,6 +154,37 @@ class VideoReIDNet(nn.Module):
         self.bottleneck.bias.requires_grad_(False)
         self.classifier = nn.Linear(self.feature_dim, num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the model to ``directory``: ``config.json`` (its arguments) and ``model.safetensors``.
+
+        The Hugging Face Hub's layout: the folder can be uploaded as it is (``huggingface_hub.upload_folder``)
+        and read back by its id with :meth:`from_pretrained`. Timm backbones only (rebuilt by name).
+
+        Raises:
+            ValueError: a backbone module, or arguments that are not plain values (JSON).
+        """
+        from .reid.pretrained import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, name: str | Path, map_location: str | torch.device = "cpu") -> VideoReIDNet:
+        """The model :meth:`save_pretrained` wrote, in eval mode (ready to embed a single clip).
+
+        Args:
+            name: the folder :meth:`save_pretrained` wrote, or a Hugging Face Hub id ``"owner/name"`` of such
+                a folder (from the local cache, else downloaded; with ``HF_HUB_OFFLINE=1`` the cache only).
+            map_location: device of the model.
+
+        Raises:
+            FileNotFoundError: ``name`` is neither a folder nor a Hub id.
+            ValueError: a folder without ``config.json`` or weights, a config of another kind, weights of
+                another model, or a Hub id neither cached nor reachable (in a few seconds, not after retries).
+        """
+        from .reid.pretrained import load_pretrained
+
+        return load_pretrained(cls, name, map_location)
 
     def _frame_feature_dim(self, example: Tensor) -> int:
         """``D`` of the backbone's frame features, from a timm model's attributes or one probe forward."""

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..reid_net import VideoReIDNet
 from .files import atomic_path
+from .pretrained import load_state_dict_checked
 
 __all__ = [
     "load_checkpoint",
@@ -123,7 +124,8 @@ def save_model(path: str | Path, model: VideoReIDNet) -> None:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> VideoReIDNet:
-    """Rebuild the :class:`~lstrl_layers.VideoReIDNet` saved by :func:`save_model`, weights loaded.
+    """Rebuild the :class:`~lstrl_layers.VideoReIDNet` saved by :func:`save_model`, weights loaded, in eval
+    mode (call ``.train()`` to train it further).
 
     The backbone is built with ``pretrained=False`` (the file holds all the weights), so no download.
     """
@@ -132,5 +134,5 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Vi
     if "model_name" in arguments:  # files written by lstrl_layers 0.1
         arguments["backbone"] = arguments.pop("model_name")
     model = VideoReIDNet(**{**arguments, "pretrained": False})
-    model.load_state_dict(state["state_dict"])
-    return model.to(map_location)
+    load_state_dict_checked(model, state["state_dict"], str(path))
+    return model.to(map_location).eval()

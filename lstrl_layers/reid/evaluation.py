@@ -21,6 +21,7 @@ from .checkpoint import MODEL_FORMAT, load_checkpoint, load_model
 from .data import ClipDataset, Sampling, VideoReIDData, clip_transforms, collate_test_clips
 from .distributed import World, broadcast_object, close_world, gather_rows, init_world, shard_indices
 from .metrics import ReIDResult, evaluate_ranking, pair_auc, pairwise_distances
+from .pretrained import load_state_dict_checked
 from .reporting import Reporter, frame_for_picture
 from .runtime import autocast, in_memory_format, progress
 from .settings import TrainSettings
@@ -209,8 +210,8 @@ def summary(metrics: dict[str, float]) -> str:
 
 
 def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VideoReIDNet, dict[str, Any] | None]:
-    """The model of a training checkpoint or of a model file, and the checkpoint's settings (``None``: a
-    model file, which holds no training settings)."""
+    """The model of a training checkpoint or of a model file, in eval mode, and the checkpoint's settings
+    (``None``: a model file, which holds no training settings)."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
@@ -223,8 +224,8 @@ def load_trained(path: str | Path, map_location: str = "cpu") -> tuple[VideoReID
     state = load_checkpoint(path, map_location)  # the checks and their messages
     settings = TrainSettings.from_dict(state["settings"])
     model = VideoReIDNet(**{**settings.model_arguments(int(state["num_classes"])), "pretrained": False})
-    model.load_state_dict(state["model"])
-    return model.to(map_location), state["settings"]
+    load_state_dict_checked(model, state["model"], str(path))
+    return model.to(map_location).eval(), state["settings"]
 
 
 def evaluate_trained(

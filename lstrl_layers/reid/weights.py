@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["check_pretrained_available"]
+__all__ = ["check_pretrained_available", "reachable"]
 
 
 def _cached(hf_hub_id: str | None, url: str | None) -> bool:
@@ -26,6 +26,15 @@ def _cached(hf_hub_id: str | None, url: str | None) -> bool:
 
         return (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).is_file()
     return False
+
+
+def reachable(host: str, timeout: float = 3.0) -> str:
+    """``""`` if ``host`` answers on port 443 within ``timeout`` seconds, else why not, in a few words."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as err:
+        return f"{type(err).__name__}: {err}"
+    return ""
 
 
 def check_pretrained_available(model_name: str, timeout: float = 3.0) -> None:
@@ -55,10 +64,9 @@ def check_pretrained_available(model_name: str, timeout: float = 3.0) -> None:
         raise ValueError(
             f"the pretrained weights of {model_name} are not cached and HF_HUB_OFFLINE is set: {ways}"
         )
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError as err:
+    why = reachable(host, timeout)
+    if why:
         raise ValueError(
-            f"the pretrained weights of {model_name} are not cached and {host} cannot be reached "
-            f"({type(err).__name__}: {err}): {ways}"
-        ) from None
+            f"the pretrained weights of {model_name} are not cached and {host} cannot be reached ({why}): "
+            f"{ways}"
+        )

@@ -1,0 +1,5 @@
+"""``python -m lstrl_layers.cli``: the ``lstrl`` command."""
+
+from . import main
+
+raise SystemExit(main())
