@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the test suite on the oldest versions this package declares: Python from `python_requires` and every
-# `name>=X` of setup.cfg's install_requires and its bench, examples and export extras (plus pytest), installed
+# `name>=X` of setup.cfg's install_requires and its bench, examples and deploy extras (plus pytest), installed
 # as `name==X` in a virtual environment of their own. The floors are read from setup.cfg, so what this checks
 # is what the package declares.
 #
@@ -71,7 +71,7 @@ import sys
 cfg = configparser.ConfigParser()
 cfg.read(sys.argv[1])
 lines = cfg["options"]["install_requires"].splitlines()
-for extra in ("bench", "examples", "export", "dev"):
+for extra in ("bench", "examples", "deploy", "dev"):
     lines += cfg["options.extras_require"][extra].splitlines()
 floors = {}
 for line in lines:
