@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"--out {args.out} exists: pass --overwrite to replace it")
     if args.max_clips is not None and args.sampling != "dense":
-        raise ValueError(f"--max-clips applies to --sampling dense (a tracklet's clips), got --sampling {args.sampling}")
+        raise ValueError(
+            f"--max-clips applies to --sampling dense (a tracklet's clips), got --sampling {args.sampling}"
+        )
     args.backend_name = _backend(args)
     folders = read_tracklet_folders(args.tracklets, args.pattern)  # bad folders fail before the model loads
     if args.backend_name == "onnxruntime":

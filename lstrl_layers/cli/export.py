@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
     example = torch.randn(1 if not args.dynamic else 2, num_frames, 3, height, width)
     result = export_onnx(model, args.onnx, example, dynamic=args.dynamic, check=args.check)
     shape = f"(B, T, 3, {height}, {width})" if args.dynamic else str(tuple(example.shape))
-    checked = f"; checked on {len(result.checked)} shapes, largest difference {result.max_abs_diff:.2g}"
-    print(
-        f"{args.onnx}: video {shape} -> embedding, opset {result.opset}" + (checked if result.checked else "")
-    )
+    line = f"{args.onnx}: video {shape} -> embedding, opset {result.opset}"
+    if result.checked:
+        line += f"; checked on {len(result.checked)} shapes, largest difference {result.max_abs_diff:.2g}"
+    print(line)
