@@ -9,7 +9,7 @@ from .block import LSTRLBlock  # noqa: E402
 from .bme import BME  # noqa: E402
 from .clip_block import ClipBlock  # noqa: E402
 from .flops import count_macs, flop_counter_mode  # noqa: E402
-from .inject import inject_lstrl, set_num_frames  # noqa: E402
+from .inject import inject_lstrl, set_num_frames, use_num_frames  # noqa: E402
 from .mae import MAE  # noqa: E402
 from .reid_net import VideoReIDNet  # noqa: E402
 
@@ -24,5 +24,6 @@ __all__ = [
     "flop_counter_mode",
     "inject_lstrl",
     "set_num_frames",
+    "use_num_frames",
 ]
 __version__ = "0.2.0.dev0"

@@ -4,6 +4,8 @@ numbers from the exported ONNX graph, and every wrong input refused in one line 
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +163,22 @@ def test_the_console_command_is_installed() -> None:
 
     (command,) = [e for e in entry_points(group="console_scripts") if e.name == "lstrl"]
     assert command.value == "lstrl_layers.cli:main"
+
+
+@pytest.mark.slow
+def test_the_deploy_page_commands_run_as_written(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```bash\n(.*?)^```", page, re.DOTALL | re.MULTILINE)
+    lines = [line for block in blocks for line in block.splitlines()]
+    commands = [shlex.split(line) for line in lines if line.startswith("lstrl ")]
+    assert [c[1] for c in commands] == ["export", "embed", "embed"]
+    for folder in ("model", "tracks"):  # the page's names, at its default size and T
+        shutil.copytree(workdir / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert main([*command[1:], "--no-progress"] if command[1] == "embed" else command[1:]) == 0, command
+    torch_result, onnx_result = np.load("gallery.npz"), np.load("gallery_onnx.npz")
+    assert (int(torch_result["num_frames"]), list(torch_result["size"])) == (8, [256, 128])
+    np.testing.assert_allclose(onnx_result["embeddings"], torch_result["embeddings"], rtol=1e-4, atol=1e-4)

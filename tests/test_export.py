@@ -199,3 +199,14 @@ def test_a_video_net_needs_a_video() -> None:
         ValueError, match=r"a VideoReIDNet takes a video \(B, T, C, H, W\); got an example of shape"
     ):
         export_program(_net(), torch.randn(8, 3, *SIZE))
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_with_a_dynamic_clip_length() -> None:
+    torch._dynamo.reset()
+    net = _net().eval()
+    compiled = torch.compile(net, fullgraph=True, dynamic=True, backend="aot_eager")  # no graph break
+    with torch.no_grad():
+        for clips, num_frames in [(2, 4), *SHAPES[:4]]:
+            video = _video(clips, num_frames)
+            torch.testing.assert_close(compiled(video), net(video), rtol=1e-5, atol=1e-5)
