@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from lstrl_layers import VideoReIDNet
 from lstrl_layers.argtypes import (
     DEVICE_HELP,
     add_num_frames,
@@ -71,6 +72,7 @@ from lstrl_layers.reid.engine import (
     fit,
     load_trained,
 )
+from lstrl_layers.reid.settings import check_resume
 from lstrl_layers.reid.weights import check_pretrained_available
 
 # Real data: the paper's §4.2 (TrainSettings' defaults). Synthetic: small enough to learn visibly in 3 epochs
@@ -87,14 +89,53 @@ SYNTHETIC = dict(
     workers=0,
     pretrained=False,
 )
-# the settings a resumed run cannot change, and their flags
-MODEL_FLAGS = {
-    "model": "--model",
-    "stages": "--stages",
+# the flags of the settings whose flag is not --NAME-WITH-DASHES
+FLAGS = {
+    "num_frames": "-T",
+    "P": "-P",
+    "K": "-K",
     "mae": "--no-mae",
     "bme": "--no-bme",
-    "last_stride": "--last-stride",
+    "progress": "--no-progress",
 }
+# the settings of the model a file holds (VideoReIDNet's argument where it is named otherwise)
+MODEL_SETTINGS = {
+    "model": "backbone",
+    "stages": "stages",
+    "mae": "mae",
+    "bme": "bme",
+    "last_stride": "last_stride",
+}
+# the settings --eval-only uses: the model comes from the file, and nothing trains
+EVAL_SETTINGS = (
+    "num_frames", "size", "test_sampling", "max_test_clips", "workers", "metric", "rerank", "test_batch",
+    "device", "progress", "amp", "channels_last",
+)  # fmt: skip
+
+
+def _flag(name: str) -> str:
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _check_eval_only(parser: argparse.ArgumentParser, args: argparse.Namespace, model: VideoReIDNet) -> None:
+    """--eval-only evaluates the model --resume holds: model flags must agree with it, training flags go."""
+    for name, argument in MODEL_SETTINGS.items():
+        given, trained = getattr(args, name, None), model.config[argument]
+        as_trained = tuple(trained) if isinstance(trained, (list, tuple)) else trained
+        given = tuple(given) if isinstance(given, list) else given
+        if given is not None and given != as_trained:
+            parser.error(
+                f"{_flag(name)}: --resume {args.resume} holds a model with {name}={as_trained!r}, the flags "
+                f"give {given!r}; --eval-only evaluates the model as trained: leave {_flag(name)} out"
+            )
+    training = [
+        _flag(f.name) for f in fields(TrainSettings)
+        if f.name not in (*EVAL_SETTINGS, *MODEL_SETTINGS) and getattr(args, f.name, None) is not None
+    ]  # fmt: skip
+    if args.weights is not None:
+        training.append("--weights")
+    if training:
+        parser.error(f"{', '.join(training)}: training flags, and --eval-only trains nothing; leave them out")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,12 +301,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
         parser.error(
             f"--out {args.out} already holds a run ({', '.join(held)}): {way}replace it with --overwrite"
         )
-    stored, args.resumed_classes = None, None
+    stored, state, trained_model, args.resumed_classes = None, None, None, None
     if args.resume is not None:
         path = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume
         try:
             if args.eval_only:
-                stored = load_trained(path)[1]
+                trained_model, stored = load_trained(path)
             else:
                 state = load_checkpoint(path)
                 stored, args.resumed_classes = state["settings"], int(state["num_classes"])
@@ -275,15 +316,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
         settings = _settings(args, stored)
     except ValueError as err:
         parser.error(str(err))
-    if stored is not None and not args.eval_only:
-        for name, flag in MODEL_FLAGS.items():
-            given = getattr(settings, name)
-            trained = stored.get(name, given)
-            if (tuple(trained) if isinstance(trained, (list, tuple)) else trained) != given:
-                parser.error(
-                    f"{flag}: --resume {args.resume} holds a model with {name}={trained!r}, the flags give "
-                    f"{given!r}; leave {flag} out to continue that run"
-                )
+    if args.eval_only:
+        _check_eval_only(parser, args, trained_model)
+    elif state is not None:
+        try:
+            check_resume(settings, state, _flag)
+        except ValueError as err:
+            parser.error(f"--resume {args.resume}: {err}")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if settings.P % world_size:
         parser.error(

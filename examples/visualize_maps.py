@@ -44,10 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a trained model: checkpoint.pt or model.pt from train_video_reid.py's --out",
     )
-    p.add_argument("--model", default="resnet18", type=timm_model, help="timm backbone without --checkpoint")
-    p.add_argument(
-        "--stages", nargs="+", type=stage, default=[2, 3], help="LSTRL stages without --checkpoint (2 3)"
-    )
+    p.add_argument("--model", type=timm_model, help="timm backbone without --checkpoint (resnet18)")
+    p.add_argument("--stages", nargs="+", type=stage, help="LSTRL stages without --checkpoint (2 3)")
     p.add_argument("--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (default 128 64)")
     add_num_frames(p, 4, "frames of the clip (RRS chunks of the images)", dest="frames", old=("--frames",))
     p.add_argument("--block", help="which injected block, e.g. layer2 (default: the first)")
@@ -65,8 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(args: argparse.Namespace) -> tuple[VideoReIDNet, tuple[int, int]]:
     if args.checkpoint is None:
-        model = VideoReIDNet(args.model, num_classes=1, stages=args.stages, num_frames=args.frames)
+        stages = args.stages or [2, 3]
+        model = VideoReIDNet(args.model or "resnet18", num_classes=1, stages=stages, num_frames=args.frames)
         return model, tuple(args.size or (128, 64))
+    given = [
+        flag for flag, value in (("--model", args.model), ("--stages", args.stages)) if value is not None
+    ]
+    if given:
+        raise SystemExit(
+            f"{' and '.join(given)}: --checkpoint {args.checkpoint} holds its own model; leave them out"
+        )
     model, settings = load_trained(args.checkpoint)  # a training checkpoint or a model.pt
     return model, tuple(args.size or (settings["size"] if settings else (128, 64)))
 

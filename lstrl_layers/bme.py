@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -141,6 +142,13 @@ class BME(ClipBlock):
         )
 
     def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+        if self.training and torch.is_grad_enabled() and isinstance(num_frames, int) and num_frames == 1:
+            warnings.warn(
+                "BME is training on clips of T=1 frame, which have no neighbour: its motion is zero, so "
+                "phi and psi get no gradient (a 3D CNN's stage that has reduced T to 1, or num_frames=1); "
+                "place BME where clips have T >= 2",
+                stacklevel=4,
+            )
         if self.mode == "global":
             query = self.phi(reduce(frames, "n c h w -> n c 1 1", "mean"))  # φ(F_t^g)
         else:

@@ -40,7 +40,7 @@ def _randomize(block: nn.Module) -> nn.Module:
 def test_5d_and_4d_layouts_agree(
     factory: Factory, num_frames: int, height: int, width: int, device: torch.device
 ) -> None:
-    block = _randomize(factory(num_frames=num_frames)).to(device)
+    block = _randomize(factory(num_frames=num_frames)).to(device).eval()  # no training: T = 1 would warn
     clips = torch.randn(2, num_frames, CHANNELS, height, width, device=device)
     out5 = block(clips)
     out4 = block(rearrange(clips, "b t c h w -> (b t) c h w"))

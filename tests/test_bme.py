@@ -4,6 +4,7 @@ its own properties."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pytest
 import torch
@@ -181,3 +182,14 @@ def test_zero_init_passes_gradient_under_autocast(dtype: torch.dtype) -> None:
         out = bme(x)
     out.float().sum().backward()
     assert bme.upsilon.weight.grad is not None and bme.upsilon.weight.grad.abs().sum() > 0
+
+
+def test_training_on_one_frame_clips_warns_that_phi_and_psi_cannot_learn() -> None:
+    bme = BME(8, 1).train()
+    with pytest.warns(UserWarning, match=r"^BME is training on clips of T=1 frame, which have no neighbour"):
+        bme(torch.randn(2, 1, 8, 3, 2)).sum().backward()
+    assert bme.phi.weight.grad is None or not bme.phi.weight.grad.any()  # what the warning says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bme.eval()(torch.randn(2, 1, 8, 3, 2))  # a one-frame clip at test time: a short track, no warning
+        bme.train()(torch.randn(2, 2, 8, 3, 2))

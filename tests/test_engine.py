@@ -16,10 +16,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lstrl_layers import VideoReIDNet
 from lstrl_layers.reid import ReIDLoss, synthetic_video_reid
-from lstrl_layers.reid.checkpoint import load_checkpoint, load_model, save_model
+from lstrl_layers.reid.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from lstrl_layers.reid.distributed import RankBatchSampler, World, close_world, init_world
 from lstrl_layers.reid.engine import TrainSettings, evaluate, evaluate_trained, fit, train_step
 from lstrl_layers.reid.sampling import PKBatchSampler
+from lstrl_layers.reid.settings import RESUMABLE
 
 TINY = dict(channels=(8, 16, 16, 16), stem_width=8)  # a ResNet-18 at an eighth of its width
 
@@ -276,3 +277,48 @@ def test_amp_runs_the_forward_in_bfloat16_on_the_cpu_and_keeps_the_loss() -> Non
         losses.append(parts["loss"])
     assert dtypes == [torch.float32, torch.bfloat16]
     assert losses[1] == pytest.approx(losses[0], rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("changes", "epoch", "message"),
+    [
+        (dict(lr=3e-4), 0,
+         r"the checkpoint's run was trained with lr 0.001 \(given: 0.0003\): a resumed run continues that "
+         r"run, so only epochs, eval_every, test_sampling, max_test_clips, metric, rerank, test_batch, "
+         r"workers, device, progress may change"),
+        (dict(num_frames=3, erasing=0.0), 0,
+         r"the checkpoint's run was trained with num_frames 2 \(given: 3\); erasing 0.5 \(given: 0.0\):"),
+        ({}, 3,
+         r"the checkpoint has trained 3 of the 3 epochs asked for: nothing to train \(raise epochs past 3"),
+    ],
+)  # fmt: skip
+def test_resume_with_other_settings_or_nothing_to_train_is_refused(
+    changes: dict[str, Any], epoch: int, message: str, tmp_path: Path
+) -> None:
+    settings = _tiny_settings()
+    save_checkpoint(
+        tmp_path / "checkpoint.pt", settings=settings.__dict__, num_classes=3, model={}, epoch=epoch
+    )
+    with pytest.raises(ValueError, match=rf"^resume='.*checkpoint.pt': {message}"):
+        fit(_tiny_settings(**changes), _tiny_data(), resume=tmp_path, log=lambda m: None)
+    assert set(RESUMABLE) < set(settings.__dict__)  # every name a setting
+
+
+@pytest.mark.parametrize(
+    ("blocks", "said"),
+    [
+        (dict(mae=False, bme=False), "resnet18 without LSTRL blocks (the baseline): "),
+        (dict(stages=()), "resnet18 without LSTRL blocks (the baseline): "),
+        (dict(bme=False), "resnet18 with LSTRL at stages [2, 3] (MAE=True, BME=False): "),
+    ],
+)
+def test_the_log_names_the_model_that_trains(blocks: dict[str, Any], said: str) -> None:
+    lines: list[str] = []
+
+    def first_line(message: str) -> None:
+        lines.append(message)
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(_tiny_settings(**blocks), _tiny_data(), log=first_line)
+    assert lines[0].startswith(said)

@@ -109,6 +109,17 @@ def test_visualize_maps_from_checkpoint(trained: Path, tmp_path: Path, file: str
     assert out.stat().st_size > 0
 
 
+def test_visualize_maps_refuses_model_flags_with_a_checkpoint(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _example("visualize_maps").main(["--checkpoint", str(trained / "model.pt"), "--model", "resnet50"])
+    assert (
+        exit_info.value.code
+        == f"--model: --checkpoint {trained / 'model.pt'} holds its own model; leave them out"
+    )
+
+
 def test_visualize_maps_from_images(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     Image = pytest.importorskip("PIL.Image")

@@ -22,8 +22,9 @@ import pytest
 import torch
 from _scripts import load_script
 
+from lstrl_layers import VideoReIDNet
 from lstrl_layers.reid import synthetic_video_reid
-from lstrl_layers.reid.checkpoint import save_checkpoint
+from lstrl_layers.reid.checkpoint import save_checkpoint, save_model
 from lstrl_layers.reid.engine import TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,11 +80,20 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["not_a_dataset"].mkdir()
     (paths["not_a_dataset"] / "holiday.jpg").write_bytes(b"\xff\xd8\xff")
     # a training checkpoint in our format: what --resume reads before training (settings, classes)
+    # (TINY's settings, saved after the evaluation before training)
     stored = TrainSettings(
-        model="resnet18", size=(32, 16), num_frames=2, P=2, K=2, pretrained=False, epochs=1, device="cuda"
-    )
+        model="resnet18", size=(32, 16), num_frames=2, P=2, K=2, pretrained=False, epochs=1, device="cuda",
+        max_steps=1, test_batch=8,
+    )  # fmt: skip
     paths["checkpoint"].parent.mkdir()
-    save_checkpoint(paths["checkpoint"], settings=asdict(stored), num_classes=TRAIN_IDS, model={}, epoch=1)
+    save_checkpoint(paths["checkpoint"], settings=asdict(stored), num_classes=TRAIN_IDS, model={}, epoch=0)
+    paths["finished"] = root / "finished" / "checkpoint.pt"
+    paths["finished"].parent.mkdir()
+    save_checkpoint(paths["finished"], settings=asdict(stored), num_classes=TRAIN_IDS, model={}, epoch=1)
+    paths["model_file"] = root / "model.pt"
+    save_model(
+        paths["model_file"], VideoReIDNet("resnet18", num_classes=TRAIN_IDS, stages=(2, 3), num_frames=2)
+    )
     return paths
 
 
@@ -172,6 +182,29 @@ CASES = {
     "--resume --stages 3": ([*TINY, "--resume", CHECKPOINT, "--stages", "3"], ["--stages", "(2, 3)"]),
     "--resume --stages": ([*TINY, "--resume", CHECKPOINT, "--stages"], ["--stages", "()"]),
     "--resume --no-mae": ([*TINY, "--resume", CHECKPOINT, "--no-mae"], ["--no-mae"]),
+    # ... or its training: a resumed run continues the run as it was (the optimizer's state holds its rate)
+    "--resume --lr": (
+        [*TINY, "--resume", CHECKPOINT, "--lr", "1e-3"],
+        ["--resume", "trained with --lr 0.0003 (given: 0.001)", "only --epochs, --eval-every"],
+    ),
+    "--resume -T": ([*TINY, "--resume", CHECKPOINT, "-T", "3"], ["-T 2 (given: 3)"]),
+    "--resume finished": (
+        [*TINY, "--resume", "{finished}"],
+        ["--resume", "trained 1 of the 1 epochs asked for: nothing to train", "raise --epochs past 1"],
+    ),
+    # --eval-only evaluates the model the file holds, and trains nothing
+    "--eval-only --model": (
+        [*TINY, "--eval-only", "--resume", "{model_file}", "--model", "resnet34"],
+        ["--model", "holds a model with model='resnet18'", "'resnet34'", "leave --model out"],
+    ),
+    "--eval-only --stages": (
+        [*TINY, "--eval-only", "--resume", "{model_file}", "--stages", "3"],
+        ["--stages", "stages=(2, 3)", "(3,)"],
+    ),
+    "--eval-only training flags": (
+        [*TINY, "--eval-only", "--resume", "{model_file}", "--lr", "1e-3"],
+        ["-P, -K, --epochs, --lr, --max-steps: training flags, and --eval-only trains nothing"],
+    ),
     "--resume other identities": (
         [*TINY, "--resume", CHECKPOINT, "--synthetic-ids", "5", "3"],
         ["--resume", f"{TRAIN_IDS} classes", "5 identities"],
@@ -238,11 +271,13 @@ def test_valid_flags_parse(cli: ModuleType, tmp_path: Path) -> None:
 
 
 def test_resume_keeps_the_model_and_takes_other_flags(cli: ModuleType, files: dict[str, Path]) -> None:
-    """Flags that leave the model as trained are accepted; the device is this machine's, not the run's."""
+    """Flags that leave the run as it was are accepted; the device is this machine's, not the run's."""
     resume = ["--synthetic", "--resume", str(files["checkpoint"].parent)]
-    _, settings = cli.parse_args([*resume, "--epochs", "5", "-T", "3", "--lr", "1e-4"])
+    _, settings = cli.parse_args(
+        [*resume, "--epochs", "5", "--eval-every", "2", "--rerank", "--workers", "1"]
+    )
     assert (settings.model, settings.stages, settings.size) == ("resnet18", (2, 3), (32, 16))
-    assert (settings.epochs, settings.num_frames, settings.lr) == (5, 3, 1e-4)
+    assert (settings.epochs, settings.eval_every, settings.rerank, settings.num_frames) == (5, 2, True, 2)
     assert settings.device == ("cuda" if torch.cuda.is_available() else "cpu")
     _, same = cli.parse_args([*resume, "--model", "resnet18", "--stages", "2", "3", "--last-stride", "1"])
     assert same.stages == (2, 3)

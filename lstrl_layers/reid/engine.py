@@ -68,10 +68,11 @@ from .evaluation import (
     summary,
 )
 from .losses import ReIDLoss
+from .pretrained import load_state_dict_checked
 from .reporting import Reporter
 from .runtime import autocast, in_memory_format, progress
 from .sampling import PKBatchSampler
-from .settings import TrainSettings
+from .settings import TrainSettings, check_resume
 
 __all__ = [
     "NonFiniteLoss",
@@ -317,6 +318,7 @@ def _train_loader(data: VideoReIDData, settings: TrainSettings, world: World) ->
 
 def _resume_state(
     path: str | Path,
+    settings: TrainSettings,
     world: World,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -326,7 +328,11 @@ def _resume_state(
     """Load a checkpoint into the model, optimizer and scheduler: (history, next epoch, its state so far)."""
     path = Path(path) / "checkpoint.pt" if Path(path).is_dir() else Path(path)
     state = load_checkpoint(path, map_location=world.device)
-    model.load_state_dict(state["model"])
+    try:
+        check_resume(settings, state)
+    except ValueError as err:
+        raise ValueError(f"resume={str(path)!r}: {err}") from None
+    load_state_dict_checked(model, state["model"], str(path))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     saved = state["random_states"]
@@ -395,15 +401,21 @@ def fit(
         history: list[dict[str, Any]] = []
         start_epoch, epoch_state = 1, _EpochState()
         if resume is not None:
-            history, start_epoch, epoch_state = _resume_state(resume, world, model, optimizer, scheduler, say)
+            history, start_epoch, epoch_state = _resume_state(
+                resume, settings, world, model, optimizer, scheduler, say
+            )
         net: nn.Module = model
         if world.distributed:
             device_ids = [world.device] if world.device.startswith("cuda") else None
             net = DistributedDataParallel(model, device_ids=device_ids)
         loader = _train_loader(data, settings, world)
+        blocks = (
+            f"with LSTRL at stages {list(settings.stages)} (MAE={settings.mae}, BME={settings.bme})"
+            if settings.stages and (settings.mae or settings.bme)
+            else "without LSTRL blocks (the baseline)"
+        )
         say(
-            f"{settings.model} with LSTRL at stages {list(settings.stages)} (MAE={settings.mae}, "
-            f"BME={settings.bme}): {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+            f"{settings.model} {blocks}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
             f"{data.num_train_ids} classes, {world.size} x {world.device}"
         )
         reporter = Reporter(out, tensorboard) if world.is_main else Reporter(None)

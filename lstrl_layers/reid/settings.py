@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._checks import check_bool, check_float, check_int, check_size, got
 
-__all__ = ["TEST_SAMPLINGS", "TrainSettings", "default_workers"]
+__all__ = ["RESUMABLE", "TEST_SAMPLINGS", "TrainSettings", "check_resume", "default_workers"]
 
 # first: the first frame of each of T chunks (deterministic restricted random sampling); even: T evenly spaced
 # frames, first to last (a tracklet played backwards gives the same clip played backwards); dense: every
 # frame, in clips. The names of ClipDataset's test samplings.
 TEST_SAMPLINGS = ("first", "even", "dense")
 METRICS = ("cosine", "euclidean")
+# What a resumed run may change: how long it trains, how often and how it evaluates (nothing of what it
+# trains), and where it runs. Everything else is the stopped run's (the optimizer's state carries its
+# learning rate, the checkpoint its model): a resumed run continues the run that stopped, or is refused.
+RESUMABLE = (
+    "epochs", "eval_every", "test_sampling", "max_test_clips", "metric", "rerank", "test_batch", "workers",
+    "device", "progress",
+)  # fmt: skip
 
 
 def default_workers() -> int:
@@ -179,3 +186,36 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+def check_resume(
+    settings: TrainSettings, checkpoint: Mapping[str, Any], name: Callable[[str], str] = str
+) -> None:
+    """Refuse to resume a training checkpoint with ``settings`` other than its own, or with nothing to train.
+
+    ``checkpoint`` is a training checkpoint's contents (its ``settings`` and last finished ``epoch``).
+    Only the settings in :data:`RESUMABLE` may differ from the stopped run's; ``settings.epochs`` must go past
+    the checkpoint's epoch. ``name`` spells a setting in the message (a script passes its flag names).
+
+    Raises:
+        ValueError: naming each differing setting with the checkpoint's value and the one given, or the
+            epochs (one line).
+    """
+    stored = TrainSettings.from_dict(checkpoint["settings"])
+    differing = [
+        f"{name(f.name)} {getattr(stored, f.name)!r} (given: {getattr(settings, f.name)!r})"
+        for f in fields(TrainSettings)
+        if f.name not in RESUMABLE and getattr(stored, f.name) != getattr(settings, f.name)
+    ]
+    if differing:
+        changeable = ", ".join(name(n) for n in RESUMABLE)
+        raise ValueError(
+            f"the checkpoint's run was trained with {'; '.join(differing)}: a resumed run continues that "
+            f"run, so only {changeable} may change (start a new run for other settings)"
+        )
+    done = int(checkpoint["epoch"])
+    if done >= settings.epochs:
+        raise ValueError(
+            f"the checkpoint has trained {done} of the {settings.epochs} epochs asked for: nothing to train "
+            f"(raise {name('epochs')} past {done} to train further, or evaluate the checkpoint)"
+        )
