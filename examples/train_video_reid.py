@@ -295,6 +295,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
         parser.error("--eval-only needs --resume (a training checkpoint, its folder, or a model.pt)")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out}: a file, not a folder")
+    if args.tensorboard is not None and args.tensorboard.exists() and not args.tensorboard.is_dir():
+        parser.error(f"--tensorboard {args.tensorboard}: a file, not a folder")
     held = _holds(args.out, ("eval.json",) if args.eval_only else RUN_FILES)
     if held and not args.overwrite and (args.eval_only or args.resume is None):
         way = "" if args.eval_only else f"continue it with --resume {args.out}, or "

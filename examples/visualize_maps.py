@@ -28,7 +28,7 @@ from torch import Tensor
 from lstrl_layers import LSTRLBlock, VideoReIDNet
 from lstrl_layers.argtypes import add_num_frames, existing_file, int_at_least, stage, timm_model
 from lstrl_layers.reid import chunk_first_indices, clip_transforms, synthetic_video_reid
-from lstrl_layers.reid.data import IMAGENET_MEAN, IMAGENET_STD, read_rgb
+from lstrl_layers.reid.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableFrame, read_rgb
 from lstrl_layers.reid.engine import load_trained
 
 
@@ -73,7 +73,10 @@ def load_model(args: argparse.Namespace) -> tuple[VideoReIDNet, tuple[int, int]]
         raise SystemExit(
             f"{' and '.join(given)}: --checkpoint {args.checkpoint} holds its own model; leave them out"
         )
-    model, settings = load_trained(args.checkpoint)  # a training checkpoint or a model.pt
+    try:
+        model, settings = load_trained(args.checkpoint)  # a training checkpoint or a model.pt
+    except ValueError as err:
+        raise SystemExit(f"--checkpoint {args.checkpoint}: {err}") from None
     return model, tuple(args.size or (settings["size"] if settings else (128, 64)))
 
 
@@ -87,7 +90,10 @@ def load_clip(images: Sequence[Path], num_frames: int, size: tuple[int, int], se
     from torchvision.transforms.v2 import functional as TF
 
     chosen = [images[i] for i in chunk_first_indices(len(images), num_frames)]
-    return torch.stack([TF.resize(read_rgb(p), list(size), antialias=True) for p in chosen])
+    try:
+        return torch.stack([TF.resize(read_rgb(p), list(size), antialias=True) for p in chosen])
+    except UnreadableFrame as err:
+        raise SystemExit(f"cannot decode a frame: {err}") from None
 
 
 def block_maps(

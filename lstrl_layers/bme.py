@@ -9,7 +9,7 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from ._checks import check_bool
+from ._checks import check_bool, got
 from .clip_block import ClipBlock, Maps, _reduced_channels
 
 _DIRECTIONS = {"forward": ("Mf", 1), "backward": ("Mb", -1)}  # map name, offset of the neighbouring frame
@@ -127,7 +127,14 @@ class BME(ClipBlock):
         self.phi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # φ: C -> C/2
         self.psi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # ψ: C -> C/2
         self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, 1, device=device, dtype=dtype)  # υ
+        if isinstance(act_layer, nn.Module) or not callable(act_layer):
+            raise TypeError(
+                f"act_layer must be a module class or a callable that returns a module (nn.ReLU, not "
+                f"nn.ReLU()), got {got(act_layer)}"
+            )
         self.act = act_layer()
+        if not isinstance(self.act, nn.Module):
+            raise TypeError(f"act_layer() must return an nn.Module, got {got(self.act)}")
         self._init_identity()
 
     def _init_identity(self) -> None:

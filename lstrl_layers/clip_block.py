@@ -113,6 +113,17 @@ class ClipBlock(nn.Module):
             )
         if x.ndim not in (4, 5):
             raise ValueError(f"{self._expected()}; got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
+        param = next(self.parameters(), None)
+        if param is not None and x.device != param.device:
+            raise ValueError(
+                f"{type(self).__name__}'s parameters are on {param.device}, got an input on {x.device}: move "
+                f"one to the other's device (block.to(x.device))"
+            )
+        if param is not None and x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"{type(self).__name__}'s parameters are {param.dtype}, got an input of {x.dtype}: convert "
+                f"one to the other (block.to({x.dtype}), x.to({param.dtype})), or run under torch.autocast"
+            )
         channel_dim = 1 if x.ndim == 4 or self.layout == "BCTHW" else 2
         if x.shape[channel_dim] != self.channels:
             raise ValueError(

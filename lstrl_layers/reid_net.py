@@ -21,11 +21,44 @@ from .inject import inject_lstrl, use_num_frames
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
 
 
+def _check_weights_file(path: str) -> None:
+    """A local file of backbone weights must be a state dict (plain tensors): one line naming it if not."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # missing, truncated, a pickle with code, not a torch file
+        why = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+        raise ValueError(f"backbone weights {path} cannot be read ({type(err).__name__}: {why})") from None
+    for key in ("state_dict", "model"):  # checkpoints that wrap the state dict, as timm reads them
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(
+            f"backbone weights {path} are not a state dict (a dict of tensors, model.state_dict()), got "
+            f"{type(state).__name__}"
+        )
+
+
 def _timm_backbone(name: str, pretrained: bool, timm_kwargs: Mapping[str, Any]) -> nn.Module:
-    """``timm.create_model(name, num_classes=0)``: the model's own GAP, no classifier."""
+    """``timm.create_model(name, num_classes=0)``: the model's own GAP, no classifier.
+
+    Pretrained weights are checked first, so that a wrong file or unreachable weights give one line, not
+    timm's traceback or a minute of download retries.
+    """
+    overlay = timm_kwargs.get("pretrained_cfg_overlay")
+    file = overlay.get("file") if pretrained and isinstance(overlay, Mapping) else None
+    if file is not None:
+        _check_weights_file(str(file))
+    elif pretrained and timm.is_model(name):
+        from .reid.weights import check_pretrained_available
+
+        check_pretrained_available(name)
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
     except RuntimeError as err:
+        if file is not None and "state_dict" in str(err):
+            raise ValueError(
+                f"backbone weights {file} do not fit {name}: {str(err).splitlines()[1].strip()} ..."
+            ) from None
         if not str(err).startswith("Unknown model"):
             raise
         raise ValueError(

@@ -109,6 +109,21 @@ def test_dtype_argument_builds_the_parameters_in_it(factory: Factory) -> None:
     assert block(x).dtype == torch.float64
 
 
+def test_an_input_of_another_dtype_or_device_is_refused_up_front(factory: Factory) -> None:
+    block = factory(num_frames=2)
+    name = type(block).__name__
+    with pytest.raises(
+        TypeError,
+        match=rf"^{name}'s parameters are torch.float32, got an input of torch.float64: "
+        r"convert one to the other \(block.to\(torch.float64\), x.to\(torch.float32\)\)",
+    ):
+        block(torch.randn(4, CHANNELS, 3, 2, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts for the convolutions itself
+        assert block(torch.randn(4, CHANNELS, 3, 2, dtype=torch.bfloat16)).shape == (4, CHANNELS, 3, 2)
+    with pytest.raises(ValueError, match=rf"^{name}'s parameters are on meta, got an input on cpu: move one"):
+        factory(num_frames=2, device="meta")(torch.randn(4, CHANNELS, 3, 2))
+
+
 def test_5d_input_takes_num_frames_from_the_tensor(factory: Factory, device: torch.device) -> None:
     block = _randomize(factory(num_frames=2)).to(device)
     clips = torch.randn(2, 5, CHANNELS, 3, 2, device=device)

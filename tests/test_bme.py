@@ -193,3 +193,17 @@ def test_training_on_one_frame_clips_warns_that_phi_and_psi_cannot_learn() -> No
         warnings.simplefilter("error")
         bme.eval()(torch.randn(2, 1, 8, 3, 2))  # a one-frame clip at test time: a short track, no warning
         bme.train()(torch.randn(2, 2, 8, 3, 2))
+
+
+@pytest.mark.parametrize(
+    ("act_layer", "match"),
+    [
+        (nn.ReLU(), r"act_layer must be a module class or a callable that returns a module \(nn.ReLU, not "
+                    r"nn.ReLU\(\)\), got ReLU\(\) \(ReLU\)"),
+        ("relu", r"act_layer must be a module class .*got 'relu' \(str\)"),
+        (lambda: torch.relu, r"act_layer\(\) must return an nn.Module, got <built-in method relu"),
+    ],
+)  # fmt: skip
+def test_act_layer_must_make_a_module(act_layer: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        BME(8, 2, act_layer=act_layer)  # type: ignore[arg-type]

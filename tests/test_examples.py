@@ -120,6 +120,23 @@ def test_visualize_maps_refuses_model_flags_with_a_checkpoint(
     )
 
 
+def test_visualize_maps_names_a_file_it_cannot_read(trained: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "model.pt"
+    truncated.write_bytes((trained / "model.pt").read_bytes()[:2000])
+    with pytest.raises(SystemExit) as exit_info:
+        _example("visualize_maps").main(["--checkpoint", str(truncated)])
+    assert str(exit_info.value.code).startswith(
+        f"--checkpoint {truncated}: {truncated} is not a file written by"
+    )
+    not_an_image = tmp_path / "frame.jpg"
+    not_an_image.write_text("hello")
+    with pytest.raises(SystemExit) as exit_info:
+        _example("visualize_maps").main([str(not_an_image), "-T", "1", "--size", "32", "16"])
+    assert exit_info.value.code == f"cannot decode a frame: {not_an_image}: UnidentifiedImageError: " + (
+        f"cannot identify image file '{not_an_image}'"
+    )
+
+
 def test_visualize_maps_from_images(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     Image = pytest.importorskip("PIL.Image")

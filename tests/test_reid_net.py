@@ -294,3 +294,52 @@ def test_a_refused_backbone_module_is_left_as_it_came() -> None:
     assert (
         VideoReIDNet(fixed, num_classes=3, stages=(), input_size=(3, 16, 8), last_stride=2).feature_dim == 6
     )
+
+
+def _weights_file(path, kind: str):  # noqa: ANN001, ANN202
+    import timm
+
+    if kind == "another architecture":
+        torch.save(timm.create_model("test_resnet").state_dict(), path)
+    elif kind == "not a state dict":
+        torch.save({"epoch": 3, "note": "hello"}, path)
+    else:  # truncated
+        torch.save(timm.create_model("resnet18").state_dict(), path)
+        path.write_bytes(path.read_bytes()[:1000])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [
+        (
+            "another architecture",
+            r"^backbone weights .*w.pth do not fit resnet18: size mismatch for bn1.weight: ",
+        ),
+        ("not a state dict", r"^backbone weights .*w.pth are not a state dict \(a dict of tensors"),
+        ("truncated", r"^backbone weights .*w.pth cannot be read \(RuntimeError: PytorchStreamReader failed"),
+    ],
+)
+def test_a_wrong_weights_file_is_refused_in_one_line(kind: str, match: str, tmp_path) -> None:  # noqa: ANN001
+    path = _weights_file(tmp_path / "w.pth", kind)
+    with pytest.raises(ValueError, match=match) as info:
+        VideoReIDNet("resnet18", num_classes=3, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert "\n" not in str(info.value)
+
+
+def test_pretrained_weights_offline_are_refused_in_seconds(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import socket
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(
+        socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("offline"))
+    )
+    start = time.perf_counter()
+    with pytest.raises(
+        ValueError, match=r"^the pretrained weights of resnet18 are not cached and HF_HUB_OFFLINE"
+    ):
+        VideoReIDNet("resnet18", num_classes=3, pretrained=True)
+    assert time.perf_counter() - start < 10

@@ -143,6 +143,10 @@ CASES = {
     "--margin inf": ([*TINY, "--margin", "inf"], ["--margin", "'inf'"]),
     "--erasing 1.5": ([*TINY, "--erasing", "1.5"], ["--erasing", "'1.5'"]),
     "--stages 2,3": ([*TINY, "--stages", "2,3"], ["--stages", "'2,3'", "--stages 2 3"]),
+    "--tensorboard a file": (
+        [*TINY, "--tensorboard", "{plain}"],
+        ["--tensorboard {plain}: a file, not a folder"],
+    ),
     "--stages -1": ([*TINY, "--stages", "-1"], ["--stages", "'-1'"]),
     "--stages 9": ([*TINY, "--stages", "9"], ["--stages 9", "stage index 9"]),
     "--stages layer9": ([*TINY, "--stages", "layer9"], ["--stages layer9", "'layer9'"]),

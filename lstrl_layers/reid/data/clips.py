@@ -67,12 +67,19 @@ class UnreadableFrame(OSError):
 
 
 def read_rgb(path: str | Path) -> Tensor:
-    """An image file as a uint8 ``(3, H, W)`` tensor (Pillow; torchvision's own decoders are deprecated)."""
+    """An image file as a uint8 ``(3, H, W)`` tensor (Pillow; torchvision's own decoders are deprecated).
+
+    Raises:
+        UnreadableFrame: the file is missing, not an image or truncated (the message names it).
+    """
     from PIL import Image
     from torchvision.transforms.v2 import functional as TF
 
-    with Image.open(path) as image:
-        return TF.pil_to_tensor(image.convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            return TF.pil_to_tensor(image.convert("RGB"))
+    except Exception as err:  # Pillow: OSError (truncated), UnidentifiedImageError, SyntaxError, ...
+        raise UnreadableFrame(f"{path}: {type(err).__name__}: {err}") from err
 
 
 Sampling = Literal["rrs", "first", "even", "dense"]
@@ -184,12 +191,12 @@ class ClipDataset(Dataset):
         path = str(tracklet.frames[frame])  # a path: frames given as a tensor are never read
         try:
             return read_rgb(path)
-        except Exception as err:  # Pillow: OSError (truncated), UnidentifiedImageError, SyntaxError, ...
+        except UnreadableFrame as err:
             where = f"{self.name}: " if self.name else ""
             raise UnreadableFrame(
                 f"{where}frame {frame} of tracklet {index} (identity {tracklet.pid}, camera "
-                f"{tracklet.camid}) cannot be decoded: {path}: {type(err).__name__}: {err}"
-            ) from err
+                f"{tracklet.camid}) cannot be decoded: {err}"
+            ) from err.__cause__
 
     def _transform(self, clip: Tensor) -> Tensor:
         return clip if self.transform is None else self.transform(clip)
