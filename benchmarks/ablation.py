@@ -221,8 +221,15 @@ def _settings(
     steps_per_epoch = len({t.pid for t in data.train}) // RECIPE["P"]
     epochs = math.ceil(args.steps / steps_per_epoch)  # whole epochs, or part of one for a smoke run
     model_kwargs = {**BACKBONE["model_kwargs"], **variant.get("model_kwargs", {})}
+    values = {
+        **RECIPE,
+        "model": BACKBONE["model"],
+        **{k: v for k, v in variant.items() if k != "model_kwargs"},
+    }
+    if not values.get("bme", True):
+        values["bme_lr_factor"] = 1.0  # BME's rate: a model without BME has none
     return TrainSettings(
-        **{**RECIPE, "model": BACKBONE["model"], **{k: v for k, v in variant.items() if k != "model_kwargs"}},
+        **values,
         model_kwargs=model_kwargs,
         epochs=epochs,
         max_steps=min(args.steps, steps_per_epoch),

@@ -154,11 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--dataset", choices=("mars", "lsvid", "ilidsvid"), help="(default: mars)")
     data.add_argument("--data-root", type=Path, help="the data set's folder (MARS, LS-VID or iLIDS-VID)")
-    data.add_argument("--split", type=non_negative, default=0, help="iLIDS-VID split (row of the split file)")
+    data.add_argument("--split", type=non_negative, help="iLIDS-VID split (row of the split file; default 0)")
     data.add_argument(
         "--split-file", type=Path, help="iLIDS-VID split .mat (default: the release's, or random)"
     )
-    data.add_argument("--synthetic-ids", type=positive, nargs=2, default=(64, 24), metavar=("TRAIN", "TEST"))
+    data.add_argument(
+        "--synthetic-ids", type=positive, nargs=2, metavar=("TRAIN", "TEST"), help="with --synthetic (64 24)"
+    )
     data.add_argument(
         "--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (paper: 256 128)"
     )
@@ -289,6 +291,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
         args.dataset = args.dataset or "mars"
     if args.weights is not None and args.pretrained is False:
         parser.error("--weights loads pretrained backbone weights: leave out --no-pretrained")
+    ilids_only = [f for f, v in (("--split", args.split), ("--split-file", args.split_file)) if v is not None]
+    if ilids_only and args.dataset != "ilidsvid":
+        used = "--synthetic" if args.synthetic is not None else f"--dataset {args.dataset}"
+        parser.error(f"{' and '.join(ilids_only)} choose an iLIDS-VID split, and the data is {used}")
+    if args.synthetic_ids is not None and args.synthetic is None:
+        parser.error("--synthetic-ids sizes the generated data: give it with --synthetic")
     if args.split_file is not None and not args.split_file.is_file():
         parser.error(f"--split-file {args.split_file}: no such file")
     if args.eval_only and args.resume is None:
@@ -338,13 +346,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
 def load_data(args: argparse.Namespace, settings: TrainSettings) -> VideoReIDData:
     if args.synthetic:
         generate = synthetic_motion_reid if args.synthetic == "motion" else synthetic_video_reid
-        train_ids, test_ids = args.synthetic_ids
+        train_ids, test_ids = args.synthetic_ids or (64, 24)
         return generate(train_ids, test_ids, size=settings.size, seed=settings.seed)
     if args.dataset == "mars":
         return read_mars(args.data_root)
     if args.dataset == "lsvid":
         return read_lsvid(args.data_root)
-    return read_ilidsvid(args.data_root, split_file=args.split_file, split=args.split, seed=settings.seed)
+    split = 0 if args.split is None else args.split
+    return read_ilidsvid(args.data_root, split_file=args.split_file, split=split, seed=settings.seed)
 
 
 def _check_batch(data: VideoReIDData, settings: TrainSettings) -> None:

@@ -150,8 +150,12 @@ class VideoReIDNet(nn.Module):
             raise TypeError(f"last_stride must be 1 or 2, got {got(last_stride)}")
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
-        check_optional_mapping("mae_kwargs", mae_kwargs)
-        check_optional_mapping("bme_kwargs", bme_kwargs)
+        for name, enabled, kwargs in (("mae", mae, mae_kwargs), ("bme", bme, bme_kwargs)):
+            if check_optional_mapping(f"{name}_kwargs", kwargs) and not (stages and enabled):
+                raise ValueError(
+                    f"{name}_kwargs apply to the {name.upper()} blocks, and this model has none "
+                    f"(stages={stages!r}, {name}={enabled}), got {name}_kwargs={dict(kwargs or {})!r}"
+                )
         self.config: dict[str, Any] = dict(  # the arguments that rebuild this model (see reid.load_model)
             backbone=backbone, num_classes=num_classes, stages=stages, num_frames=num_frames,
             mae=mae, bme=bme, pretrained=pretrained, last_stride=last_stride, zero_init=zero_init,

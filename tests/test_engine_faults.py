@@ -81,8 +81,24 @@ def _quiet(message: str) -> None:
         (dict(erasing=1.5), ValueError, r"erasing must be a probability in \[0, 1\], got 1.5"),
         (dict(stages=[2.5]), TypeError, r"stages must hold ints or str, got 2.5 \(float\)"),
         (dict(weights=3), TypeError, r"weights must be the path of a file \(str\) or None, got 3 \(int\)"),
+        # a setting the others leave without effect
+        (dict(bme=False, bme_lr_factor=10.0), ValueError,
+         r"^bme_lr_factor=10.0 would have no effect: BME's parameters learn at that factor, and this model "
+         r"has no BME \(stages=\(2, 3\), bme=False\)$"),
+        (dict(stages=(), bme_lr_factor=10.0), ValueError,
+         r"^bme_lr_factor=10.0 would have no effect: .*stages=\(\)"),
+        (dict(max_test_clips=4), ValueError,
+         r"^max_test_clips=4 would have no effect: it limits the clips of test_sampling='dense', and "
+         r"test_sampling is 'first'$"),
+        (dict(weights="w.pth"), ValueError,
+         r"^weights='w.pth' would have no effect: they are pretrained backbone weights, and "
+         r"pretrained=False$"),
+        (dict(margin=0.5, triplet_weight=0.0), ValueError,
+         r"^margin=0.5 would have no effect: it is the triplet loss's, and triplet_weight=0$"),
+        (dict(sync_bn=True, freeze_bn=True), ValueError,
+         r"^sync_bn=True would have no effect: it synchronizes"),
     ],
-)
+)  # fmt: skip
 def test_settings_are_checked_when_made(overrides: dict, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         _settings(**overrides)

@@ -343,3 +343,18 @@ def test_pretrained_weights_offline_are_refused_in_seconds(tmp_path, monkeypatch
     ):
         VideoReIDNet("resnet18", num_classes=3, pretrained=True)
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize(
+    ("arguments", "match"),
+    [
+        (dict(stages=(), mae_kwargs=dict(scale=0.5)),
+         r"^mae_kwargs apply to the MAE blocks, and this model has none \(stages=\(\), mae=True\), got "
+         r"mae_kwargs=\{'scale': 0.5\}$"),
+        (dict(bme=False, bme_kwargs=dict(edge="replicate")), r"^bme_kwargs apply to the BME blocks, and this "
+         r"model has none \(stages=\(2, 3\), bme=False\)"),
+    ],
+)  # fmt: skip
+def test_block_arguments_without_the_block_are_refused(arguments: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        VideoReIDNet("resnet18", num_classes=3, **arguments)

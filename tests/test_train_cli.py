@@ -147,6 +147,27 @@ CASES = {
         [*TINY, "--tensorboard", "{plain}"],
         ["--tensorboard {plain}: a file, not a folder"],
     ),
+    # a flag of another mode
+    "--split with synthetic data": (
+        [*TINY, "--split", "1"],
+        ["--split choose an iLIDS-VID split", "--synthetic"],
+    ),
+    "--split-file with MARS": (
+        ["--dataset", "mars", "--data-root", FOLDER, "--split-file", "{plain}"],
+        ["--split-file choose an iLIDS-VID split, and the data is --dataset mars"],
+    ),
+    "--synthetic-ids without --synthetic": (
+        ["--dataset", "mars", "--data-root", FOLDER, "--synthetic-ids", "8", "4"],
+        ["--synthetic-ids sizes the generated data: give it with --synthetic"],
+    ),
+    "--bme-lr-factor with --no-bme": (
+        [*TINY, "--no-bme", "--bme-lr-factor", "10"],
+        ["bme_lr_factor=10.0 would have no effect", "no BME"],
+    ),
+    "--max-test-clips without dense": (
+        [*TINY, "--max-test-clips", "3"],
+        ["max_test_clips=3 would have no effect"],
+    ),
     "--stages -1": ([*TINY, "--stages", "-1"], ["--stages", "'-1'"]),
     "--stages 9": ([*TINY, "--stages", "9"], ["--stages 9", "stage index 9"]),
     "--stages layer9": ([*TINY, "--stages", "layer9"], ["--stages layer9", "'layer9'"]),

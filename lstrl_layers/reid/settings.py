@@ -154,12 +154,34 @@ class TrainSettings:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if not isinstance(self.device, str):
             raise TypeError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {got(self.device)}")
+        self._check_every_setting_applies()
         if self.triplet_weight > 0 and (self.P < 2 or self.K < 2):
             raise ValueError(
                 f"the batch-hard triplet loss needs P >= 2 identities of K >= 2 clips in a batch (a "
                 f"positive and a negative for every clip), got P={self.P}, K={self.K}, where it would be 0 "
                 f"throughout: use P, K >= 2, or triplet_weight=0 for cross-entropy alone"
             )
+
+    def _check_every_setting_applies(self) -> None:
+        """Refuse a setting that the other settings leave without effect (it would be ignored)."""
+        has_bme = bool(self.stages) and self.bme
+        unused = [
+            (self.bme_lr_factor != 1.0 and not has_bme, "bme_lr_factor", self.bme_lr_factor,
+             f"BME's parameters learn at that factor, and this model has no BME (stages={self.stages}, "
+             f"bme={self.bme})"),
+            (self.max_test_clips is not None and self.test_sampling != "dense", "max_test_clips",
+             self.max_test_clips, f"it limits the clips of test_sampling='dense', and test_sampling is "
+             f"{self.test_sampling!r}"),
+            (self.weights is not None and not self.pretrained, "weights", self.weights,
+             "they are pretrained backbone weights, and pretrained=False"),
+            (self.margin != type(self).margin and self.triplet_weight == 0, "margin", self.margin,
+             "it is the triplet loss's, and triplet_weight=0"),
+            (self.sync_bn and self.freeze_bn, "sync_bn", self.sync_bn,
+             "it synchronizes BatchNorm statistics, and freeze_bn=True freezes them"),
+        ]  # fmt: skip
+        for applies_not, name, value, why in unused:
+            if applies_not:
+                raise ValueError(f"{name}={value!r} would have no effect: {why}")
 
     def model_arguments(self, num_classes: int) -> dict[str, Any]:
         """The :class:`~lstrl_layers.VideoReIDNet` arguments of this run."""
