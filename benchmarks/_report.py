@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 
 MISSING = "missing"  # a figure the earlier run's JSON lacks (written where the figure would be)
 SECTIONS = {"table3": "Table 3", "blocks": "Blocks", "scaling": "Scaling"}
-COMPARED_SETTINGS = ("model", "stages", "size", "frames", "batch", "repeat")
+DERIVED_SETTINGS = ("stage_shapes",)  # follow from the others: a difference there is one of theirs
 Row = Mapping[str, Any]
 Getter = Union[str, Callable[[Row], Any]]
 
@@ -233,8 +233,8 @@ def print_header(results: Mapping[str, Any], old: Mapping[str, Any] | None, old_
     )
     differ = [
         f"{key} {settings.get(key)} (old {old['settings'].get(key, MISSING)})"
-        for key in COMPARED_SETTINGS
-        if settings.get(key) != old["settings"].get(key)
+        for key in dict.fromkeys([*settings, *old["settings"]])
+        if key not in DERIVED_SETTINGS and settings.get(key) != old["settings"].get(key)
     ]
     if differ:
         print(

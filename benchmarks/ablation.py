@@ -186,6 +186,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.steps = args.steps or STEPS
     args.seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
     args.datasets = args.datasets or list(QUICK_SETS if args.quick else DATASETS)
+    if args.full and args.variants:
+        parser.error("--variants names the rows to run (Table 3's and --full's alike): leave out --full")
+    if args.full and args.quick:
+        parser.error(f"--quick runs {', '.join(QUICK_VARIANTS)} only, so --full would add nothing: give one")
     variants = {**TABLE3, **(FULL if args.full else {})}
     if args.quick and not args.variants:
         variants = {name: TABLE3[name] for name in QUICK_VARIANTS}
@@ -464,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if d in MOTION_SETS
         },
     }
-    started = time.time()
+    started, load_at_start = time.time(), os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     with pool or contextlib.nullcontext():
         finished = pool.imap_unordered(_run, tasks) if pool else map(_run, tasks)
@@ -485,8 +489,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print_table(results)
     print(
         f"\n{len(tasks)} runs in {results['seconds'] / 60:.1f} min on {results['env']['device']} "
-        f"({args.device}, {args.jobs} in parallel)"
+        f"({args.device}, "
+        + (
+            f"{args.jobs} in parallel, one thread each)"
+            if args.jobs > 1
+            else f"{torch.get_num_threads()} threads)"
+        )
     )
+    if load_at_start > 1:
+        print(
+            f"note: other processes were using the CPU when the runs started (load average "
+            f"{load_at_start:.2f}): the minutes above are more than on an idle machine; the figures are not "
+            "affected"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"results in {args.json}")

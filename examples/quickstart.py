@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_num_frames(p, 8, "T, frames per clip", dest="frames", old=("--frames",))
     p.add_argument(
+        "--last-stride", type=int, choices=(1, 2), default=1, help="of the ReID model's last stage (ReID: 1)"
+    )
+    p.add_argument(
         "--clips", type=int_at_least(2), default=2, help="B, clips per batch (>= 2: BatchNorm in train mode)"
     )
     return p
@@ -37,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (TypeError, ValueError) as err:  # a model the blocks cannot go into: one line, with the way out
+        message = str(err).replace("last_stride=2", "--last-stride 2")
+        raise SystemExit(f"quickstart.py: error: --model {args.model}: {message}") from None
+
+
+def run(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     B, T, (H, W) = args.clips, args.frames, args.size
 
@@ -65,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"   frames {(B * T, 3, H, W)} -> features {tuple(features.shape)}")
 
     print("\n3. The paper's ReID model: backbone + blocks, GAP, TAP, BNNeck, classifier")
-    net = VideoReIDNet(args.model, num_classes=625, stages=(2, 3), num_frames=T)
+    net = VideoReIDNet(args.model, num_classes=625, stages=(2, 3), num_frames=T, last_stride=args.last_stride)
     video = torch.randn(B, T, 3, H, W)
     logits, feature = net.train()(video)
     shapes = f"logits {tuple(logits.shape)}, feature {tuple(feature.shape)}"

@@ -112,6 +112,11 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
         (["--datasets", "mars"], "invalid choice: 'mars'"),
         (["--identities", "9", "4"], "--identities: expected even numbers"),
         (["--device", "tpu"], "--device: expected cpu, cuda or cuda:N, got 'tpu'"),
+        (
+            ["--quick", "--full"],
+            "--quick runs Baseline, +MAE+BME only, so --full would add nothing: give one",
+        ),
+        (["--full", "--variants", "+MAE"], "--variants names the rows to run (Table 3's and --full's alike)"),
     ],
 )
 def test_bad_flags_fail_at_once(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

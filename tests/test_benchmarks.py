@@ -166,6 +166,15 @@ def test_compare_names_the_settings_that_differ(flops: types.ModuleType, old_run
     with contextlib.redirect_stdout(out):
         flops.print_header(results, old, "old.json")
     assert "settings differ from the old run: frames 2 (old 8)" in out.getvalue()
+    old["settings"].update(model="resnet18", num_classes=10)  # any setting, not a chosen few
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        flops.print_header(results, old, "old.json")
+    model = results["settings"]["model"]
+    assert (
+        f"settings differ from the old run: model {model} (old resnet18), frames 2 (old 8), num_classes"
+        in (out.getvalue())
+    )
 
 
 @pytest.mark.parametrize(

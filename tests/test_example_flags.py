@@ -33,7 +33,9 @@ def test_visualize_maps_flags_parse_in_one_style(tmp_path: Path) -> None:
     )
     assert args.stages == [2, "layer3"] and args.query == [1, 0, 2]
     assert args.size == [64, 32] and args.frames == 3 and args.images == [image]
-    assert _example("visualize_maps").build_parser().parse_args([]).stages == [2, 3]
+    assert (
+        _example("visualize_maps").build_parser().parse_args([]).stages is None
+    )  # (2, 3) without --checkpoint
 
 
 @pytest.mark.parametrize(
@@ -91,3 +93,11 @@ def test_the_old_spellings_of_T_still_work_but_are_not_listed(script: str, old: 
     parser = module.build_parser()
     assert getattr(parser.parse_args([old, "3"]), dest) == getattr(parser.parse_args(["-T", "3"]), dest) == 3
     assert "--num-frames" in parser.format_help() and old not in parser.format_help()
+
+
+def test_quickstart_names_a_model_the_blocks_cannot_go_into(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _example("quickstart").main(["--model", "test_vit", "--size", "32", "32", "-T", "2"])
+    message = str(exit_info.value.code)
+    assert message.startswith("quickstart.py: error: --model test_vit: stage ") and "\n" not in message
+    assert "LSTRL blocks need a CNN stage" in message

@@ -650,3 +650,23 @@ def test_the_old_module_path_still_gives_the_same_objects() -> None:
     from lstrl_layers.reid import data, datasets
 
     assert all(getattr(datasets, name) is getattr(data, name) for name in data.__all__)
+
+
+@pytest.mark.parametrize(
+    ("built_for", "match"),
+    [
+        ((32, 16),
+         r"^transform turns frames of size=\(64, 32\) into \(1, 3, 32, 16\): build it for size=\(64, 32\)"),
+        ((128, 64),
+         r"^transform fails on frames of size=\(64, 32\) \(ValueError: Required crop size \(128, 64\)"),
+    ],
+)  # fmt: skip
+def test_a_transform_built_for_another_size_is_refused(built_for: tuple[int, int], match: str) -> None:
+    tracklets = [Tracklet(torch.zeros(4, 3, 64, 32, dtype=torch.uint8), 0, 0)]
+    with pytest.raises(ValueError, match=match):
+        ClipDataset(tracklets, 2, (64, 32), "rrs", clip_transforms(built_for, train=True))
+    torch.manual_seed(0)
+    ClipDataset(tracklets, 2, (64, 32), "rrs", clip_transforms((64, 32), train=True))
+    drawn = torch.rand(3)
+    torch.manual_seed(0)
+    torch.testing.assert_close(drawn, torch.rand(3))  # the check draws nothing from the data's generator

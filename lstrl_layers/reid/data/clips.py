@@ -159,6 +159,25 @@ class ClipDataset(Dataset):
             None if seed is None else torch.Generator().manual_seed(check_int("seed", seed, minimum=None))
         )
         self.name = name  # the data set's, for messages
+        if transform is not None:
+            self._check_transform(transform)
+
+    def _check_transform(self, transform: Callable[[Tensor], Tensor]) -> None:
+        """``transform`` must keep the frames at ``size`` (one built for another size crops them or fails)."""
+        clip = torch.zeros(1, 3, *self.size, dtype=torch.uint8)
+        build = f"build it for size={self.size} (clip_transforms({self.size}, ...))"
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # the random transforms draw; the data's draws stay as they were
+            try:
+                out = transform(clip)
+            except Exception as err:  # torchvision's own errors (a crop larger than the frame, ...)
+                raise ValueError(
+                    f"transform fails on frames of size={self.size} ({type(err).__name__}: {err}): {build}"
+                ) from None
+        if not isinstance(out, Tensor) or tuple(out.shape[-2:]) != self.size:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"transform turns frames of size={self.size} into {shape}: {build}")
 
     def __len__(self) -> int:
         return len(self.tracklets)
