@@ -414,6 +414,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         if is_main:
             log(data.summary())
+            load = (
+                f", load average {os.getloadavg()[0]:.2f} at the start" if hasattr(os, "getloadavg") else ""
+            )
+            log(f"{torch.get_num_threads()} torch thread(s) per process on {settings.device}{load}")
         if args.eval_only:
             return evaluate_trained(settings, data, args.resume, out=args.out, log=log)
         history = fit(settings, data, out=args.out, resume=args.resume, log=log, tensorboard=args.tensorboard)

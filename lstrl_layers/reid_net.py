@@ -21,8 +21,12 @@ from .inject import inject_lstrl, use_num_frames
 ReIDOutput = Union[Tensor, tuple[Tensor, Tensor]]
 
 
-def _check_weights_file(path: str) -> None:
-    """A local file of backbone weights must be a state dict (plain tensors): one line naming it if not."""
+def _check_weights_file(path: str, name: str, timm_kwargs: Mapping[str, Any]) -> None:
+    """A local file of backbone weights must be a state dict of ``name``: one line naming it if not.
+
+    Keys are compared with the model's own (its classifier's aside, which ``num_classes=0`` drops): timm
+    would load a file of another architecture partially, with a log line, and train from the rest.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # missing, truncated, a pickle with code, not a torch file
@@ -36,6 +40,16 @@ def _check_weights_file(path: str) -> None:
             f"backbone weights {path} are not a state dict (a dict of tensors, model.state_dict()), got "
             f"{type(state).__name__}"
         )
+    own = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs).state_dict()
+    classifier = str(getattr(timm.models.get_pretrained_cfg(name), "classifier", None) or "")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(
+        k for k in set(state) - set(own) if not (classifier and k.startswith(f"{classifier}."))
+    )
+    if missing or unexpected:
+        parts = [f"{len(keys)} {what} (e.g. {keys[0]!r})" for what, keys in (("missing", missing),
+                 ("unexpected", unexpected)) if keys]  # fmt: skip
+        raise ValueError(f"backbone weights {path} are not {name}'s: {', '.join(parts)} keys")
 
 
 def _timm_backbone(name: str, pretrained: bool, timm_kwargs: Mapping[str, Any]) -> nn.Module:
@@ -47,7 +61,9 @@ def _timm_backbone(name: str, pretrained: bool, timm_kwargs: Mapping[str, Any]) 
     overlay = timm_kwargs.get("pretrained_cfg_overlay")
     file = overlay.get("file") if pretrained and isinstance(overlay, Mapping) else None
     if file is not None:
-        _check_weights_file(str(file))
+        _check_weights_file(
+            str(file), name, {k: v for k, v in timm_kwargs.items() if k != "pretrained_cfg_overlay"}
+        )
     elif pretrained and timm.is_model(name):
         from .reid.weights import check_pretrained_available
 

@@ -366,7 +366,7 @@ def test_a_model_injected_then_compiled_runs_the_blocks(device: torch.device) ->
 def test_r3d_18_with_blocks_in_its_own_layout_trains(device: torch.device) -> None:
     torch.manual_seed(0)
     model = torchvision.models.video.r3d_18(num_classes=4).to(device)
-    clips = torch.randn(2, 3, 4, 32, 32, device=device)  # (B, C, T, H, W)
+    clips = torch.randn(2, 3, 8, 32, 32, device=device)  # (B, C, T, H, W): T = 4 at layer2, 2 at layer3
     model.eval()
     with torch.no_grad():
         expected = model(clips)

@@ -299,8 +299,12 @@ def test_a_refused_backbone_module_is_left_as_it_came() -> None:
 def _weights_file(path, kind: str):  # noqa: ANN001, ANN202
     import timm
 
-    if kind == "another architecture":
-        torch.save(timm.create_model("test_resnet").state_dict(), path)
+    if kind in ("another architecture", "a deeper ResNet", "other widths"):
+        name = {"another architecture": "test_resnet", "a deeper ResNet": "resnet34"}.get(kind, "resnet18")
+        state = timm.create_model(name).state_dict()
+        if kind == "other widths":  # the same keys, another shape
+            state["layer1.0.conv1.weight"] = torch.zeros(32, 64, 3, 3)
+        torch.save(state, path)
     elif kind == "not a state dict":
         torch.save({"epoch": 3, "note": "hello"}, path)
     else:  # truncated
@@ -314,7 +318,17 @@ def _weights_file(path, kind: str):  # noqa: ANN001, ANN202
     [
         (
             "another architecture",
-            r"^backbone weights .*w.pth do not fit resnet18: size mismatch for bn1.weight: ",
+            r"^backbone weights .*w.pth are not resnet18's: 64 missing \(e.g. 'conv1.weight'\), "
+            r"34 unexpected",
+        ),
+        (
+            "a deeper ResNet",
+            r"^backbone weights .*w.pth are not resnet18's: \d+ unexpected \(e.g. 'layer1.2.",
+        ),
+        (
+            "other widths",
+            r"^backbone weights .*w.pth do not fit resnet18: size mismatch for layer1.0.conv1.weight: "
+            r"copying a param ",
         ),
         ("not a state dict", r"^backbone weights .*w.pth are not a state dict \(a dict of tensors"),
         ("truncated", r"^backbone weights .*w.pth cannot be read \(RuntimeError: PytorchStreamReader failed"),
