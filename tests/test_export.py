@@ -206,7 +206,7 @@ def test_torch_compile_fullgraph_with_a_dynamic_clip_length() -> None:
     torch._dynamo.reset()
     net = _net().eval()
     compiled = torch.compile(net, fullgraph=True, dynamic=True, backend="aot_eager")  # no graph break
-    with torch.no_grad():
-        for clips, num_frames in [(2, 4), *SHAPES[:4]]:
+    with torch.no_grad():  # sizes above 1: one symbolic graph (B, T = 1 are specialized, and exported above)
+        for clips, num_frames in [(2, 4), (3, 2), (2, 5)]:
             video = _video(clips, num_frames)
             torch.testing.assert_close(compiled(video), net(video), rtol=1e-5, atol=1e-5)
