@@ -316,12 +316,25 @@ def test_train_step_benchmark_prints_each_variant_in_each_layout(capsys: pytest.
 @pytest.mark.slow
 def test_embed_benchmark_times_each_backend_against_eager(capsys: pytest.CaptureFixture[str]) -> None:
     script = load_script(BENCHMARKS / "embed.py")
-    argv = ["--smoke", "--backends", "eager", "onnxruntime", "--repeats", "1", "--threads", "1"]
+    argv = [
+        "--smoke",
+        "--backends",
+        "eager",
+        "channels-last",
+        "onnxruntime",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+    ]
     result = script.main(argv)
     rows = {(row["backend"], row["batch"]): row for row in result["rows"]}
-    assert sorted(rows) == [("eager", 1), ("eager", 2), ("onnxruntime", 1), ("onnxruntime", 2)]
+    assert sorted(rows) == [(b, n) for b in ("channels-last", "eager", "onnxruntime") for n in (1, 2)]
     assert all(row["clips_per_s"] > 0 and row["max_abs_diff"] < 1e-4 for row in rows.values())
     assert rows["eager", 2]["max_abs_diff"] == 0  # eager against itself
     printed = capsys.readouterr().out
     assert "VideoReIDNet(test_resnet, +MAE+BME at stages 2 and 3), T=4, 32x16" in printed
-    assert len([line for line in printed.splitlines() if line.startswith(("eager ", "onnxruntime "))]) == 4
+    assert (
+        len([line for line in printed.splitlines() if line.startswith(("eager ", "channels-last ", "onnx"))])
+        == 6
+    )
