@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         where = args.device or default_device()
         model, loaded = load_torch(args.model, where)
-        # channels-last, as in training: the same numbers to round-off, faster convolutions (1.1x-1.3x on a CPU)
+        # channels-last, as in training: the same numbers to round-off, faster convolutions (1.1x-1.3x)
         loaded.embed = model.to(memory_format=torch.channels_last)
     num_frames, size, batch = _settle(args, loaded)
     embeddings = embed_tracklets(
