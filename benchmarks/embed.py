@@ -68,33 +68,27 @@ def _onnx(net: VideoReIDNet, example: torch.Tensor, folder: Path) -> tuple[Embed
     return lambda clips: torch.from_numpy(session.run(None, {"video": clips.numpy()})[0]), seconds
 
 
+def _inference(module: Any) -> Embed:
+    """``module`` called under ``torch.inference_mode``."""
+
+    def run(clips: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(clips)
+
+    return run
+
+
 def _backends(
     net: VideoReIDNet, names: Sequence[str], example: torch.Tensor, folder: Path
 ) -> dict[str, Embed]:
-    def eager(clips: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return net(clips)
-
     runs: dict[str, Embed] = {}
     for name in names:
         if name == "eager":
-            runs[name] = eager
+            runs[name] = _inference(net)
         elif name == "channels-last":  # what lstrl embed runs: the same model in the channels-last format
-            fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
-
-            def run_fast(clips: torch.Tensor, fast: Any = fast) -> torch.Tensor:
-                with torch.inference_mode():
-                    return fast(clips)
-
-            runs[name] = run_fast
+            runs[name] = _inference(copy.deepcopy(net).to(memory_format=torch.channels_last))
         elif name == "compile":
-            compiled = torch.compile(net)
-
-            def run(clips: torch.Tensor, compiled: Any = compiled) -> torch.Tensor:
-                with torch.inference_mode():
-                    return compiled(clips)
-
-            runs[name] = run
+            runs[name] = _inference(torch.compile(net))
         else:
             runs[name], seconds = _onnx(net, example, folder)
             print(f"ONNX export: {seconds:.1f} s", file=sys.stderr)

@@ -198,7 +198,7 @@ def export_program(
 
 
 def _torch_export(model: nn.Module, example: Tensor, signature: _Signature, dynamic: bool) -> ExportedProgram:
-    shapes = ({k: v for k, v in signature.dynamic_shapes().items()},) if dynamic else None
+    shapes = (signature.dynamic_shapes(),) if dynamic else None
     try:
         return torch.export.export(model, (example,), dynamic_shapes=shapes)
     except Exception as err:  # torch.export's errors (UserError, constraint violations) share no base class

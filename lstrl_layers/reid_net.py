@@ -40,7 +40,8 @@ def _check_weights_file(path: str, name: str, timm_kwargs: Mapping[str, Any]) ->
             f"backbone weights {path} are not a state dict (a dict of tensors, model.state_dict()), got "
             f"{type(state).__name__}"
         )
-    own = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs).state_dict()
+    with torch.device("meta"):  # the keys and shapes only: nothing allocated, nothing initialized
+        own = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs).state_dict()
     classifier = str(getattr(timm.models.get_pretrained_cfg(name), "classifier", None) or "")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> None:
         where = args.device or default_device()
         model, loaded = load_torch(args.model, where)
         # channels-last, as in training: the same numbers to round-off, faster convolutions (1.1x-1.3x)
-        loaded.embed = model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # in place: loaded.embed is this model
     num_frames, size, batch = _settle(args, loaded)
     embeddings = embed_tracklets(
         loaded.embed, folders.tracklets, num_frames, size, args.sampling, batch, args.max_clips, where,

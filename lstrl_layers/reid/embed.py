@@ -138,14 +138,14 @@ def embed_tracklets(
     """
     if sampling == "rrs":
         raise ValueError("sampling must be 'dense', 'first' or 'even' (test clips), got 'rrs' (training)")
+    if isinstance(model, nn.Module) and model.training:
+        raise ValueError("model is in train mode: call model.eval() before embedding")
     check_int("batch_size", batch_size)
     size = check_size("size", size)
     dataset = ClipDataset(
         tracklets, num_frames, size, sampling, clip_transforms(size, train=False), max_clips=max_clips
     )
     loader = DataLoader(dataset, batch_size=max(1, batch_size // 4), collate_fn=collate_test_clips)
-    if isinstance(model, nn.Module) and model.training:
-        raise ValueError("model is in train mode: call model.eval() before embedding")
     embeddings = []
     for clips, counts, _, _ in progress(loader, show_progress, desc="embed", unit="batch"):
         out = torch.cat([model(chunk.to(device)).float().cpu() for chunk in clips.split(batch_size)])
