@@ -42,16 +42,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lstrl_layers.argtypes import DEVICE_HELP, default_device, device, non_negative_int, positive_int
+from lstrl_layers.cli.argtypes import DEVICE_HELP, default_device, device, non_negative_int, positive_int
 from lstrl_layers.reid import (
     VideoReIDData,
     synthetic_motion_reid,
     synthetic_occlusion_reid,
     synthetic_video_reid,
 )
-from lstrl_layers.reid.distributed import World
 from lstrl_layers.reid.engine import TrainSettings, build_model, fit
-from lstrl_layers.reid.evaluation import rank_query_gallery
+from lstrl_layers.reid.engine.distributed import World
+from lstrl_layers.reid.engine.evaluation import rank_query_gallery
 from lstrl_layers.reid.metrics import evaluate_ranking
 
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,

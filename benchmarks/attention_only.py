@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from lstrl_layers.argtypes import positive_int
+from lstrl_layers.cli.argtypes import positive_int
 
 
 def _fused(query: Tensor, keys: Tensor) -> Tensor:

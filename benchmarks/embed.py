@@ -30,7 +30,7 @@ import torch
 from _measure import close_environment, environment
 
 from lstrl_layers import VideoReIDNet
-from lstrl_layers.argtypes import add_num_frames, positive_int
+from lstrl_layers.cli.argtypes import add_num_frames, positive_int
 from lstrl_layers.export import export_onnx
 
 BACKENDS = ("eager", "channels-last", "compile", "onnxruntime")

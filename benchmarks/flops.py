@@ -32,7 +32,7 @@ from _measure import Progress, close_environment, environment, matmul_gflops
 from _models import NUM_CLASSES, stage_shapes
 from _report import SECTIONS, load_old, print_header
 
-from lstrl_layers.argtypes import DEVICE_HELP, add_num_frames, default_device, device, positive_int, stage
+from lstrl_layers.cli.argtypes import DEVICE_HELP, add_num_frames, default_device, device, positive_int, stage
 
 REPORTS = {"table3": _table3, "blocks": _blocks, "scaling": _scaling}
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lstrl_layers import VideoReIDNet, blocks_of, count_macs
-from lstrl_layers.argtypes import positive_int
+from lstrl_layers.cli.argtypes import positive_int
 
 NUM_CLASSES = 625  # MARS training identities, the classifier of the paper's Table 3
 

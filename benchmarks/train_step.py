@@ -24,10 +24,11 @@ import ablation
 import torch
 
 from lstrl_layers import count_macs
-from lstrl_layers.argtypes import positive_int
-from lstrl_layers.reid.distributed import World
-from lstrl_layers.reid.engine import _train_loader, build_loss, build_model, build_optimizer, train_step
-from lstrl_layers.reid.runtime import in_memory_format
+from lstrl_layers.cli.argtypes import positive_int
+from lstrl_layers.reid.engine.loop import _train_loader
+from lstrl_layers.reid.engine import build_loss, build_model, build_optimizer, train_step
+from lstrl_layers.reid.engine.distributed import World
+from lstrl_layers.reid.engine.runtime import in_memory_format
 
 LAYOUTS = (
     ("contiguous", False, False),

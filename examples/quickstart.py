@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lstrl_layers import BME, MAE, LSTRLBlock, VideoReIDNet, inject_lstrl
-from lstrl_layers.argtypes import add_num_frames, int_at_least, timm_model
+from lstrl_layers.cli.argtypes import add_num_frames, int_at_least, timm_model
 
 
 def count(module: nn.Module) -> int:

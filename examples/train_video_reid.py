@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from lstrl_layers import VideoReIDNet
-from lstrl_layers.argtypes import (
+from lstrl_layers.cli.argtypes import (
     DEVICE_HELP,
     add_num_frames,
     default_device,
@@ -51,8 +51,8 @@ from lstrl_layers.argtypes import (
     stage,
     timm_model,
 )
-from lstrl_layers.argtypes import non_negative_int as non_negative
-from lstrl_layers.argtypes import positive_int as positive
+from lstrl_layers.cli.argtypes import non_negative_int as non_negative
+from lstrl_layers.cli.argtypes import positive_int as positive
 from lstrl_layers.reid import (
     VideoReIDData,
     read_ilidsvid,
@@ -61,7 +61,6 @@ from lstrl_layers.reid import (
     synthetic_motion_reid,
     synthetic_video_reid,
 )
-from lstrl_layers.reid.checkpoint import load_checkpoint
 from lstrl_layers.reid.data import UnreadableFrame
 from lstrl_layers.reid.engine import (
     NonFiniteLoss,
@@ -72,7 +71,8 @@ from lstrl_layers.reid.engine import (
     fit,
     load_trained,
 )
-from lstrl_layers.reid.settings import check_resume
+from lstrl_layers.reid.engine.checkpoint import load_checkpoint
+from lstrl_layers.reid.engine.settings import check_resume
 from lstrl_layers.reid.weights import check_pretrained_available
 
 # Real data: the paper's §4.2 (TrainSettings' defaults). Synthetic: small enough to learn visibly in 3 epochs

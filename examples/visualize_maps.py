@@ -26,7 +26,7 @@ from einops import rearrange
 from torch import Tensor
 
 from lstrl_layers import LSTRLBlock, VideoReIDNet
-from lstrl_layers.argtypes import add_num_frames, existing_file, int_at_least, stage, timm_model
+from lstrl_layers.cli.argtypes import add_num_frames, existing_file, int_at_least, stage, timm_model
 from lstrl_layers.reid import chunk_first_indices, clip_transforms, synthetic_video_reid
 from lstrl_layers.reid.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableFrame, read_rgb
 from lstrl_layers.reid.engine import load_trained

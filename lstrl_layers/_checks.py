@@ -1,22 +1,18 @@
 """Argument checks shared by the blocks, the injection and ``lstrl_layers.reid``.
 
 Each raises up front, naming the argument, what was expected and what came (quoted): ``TypeError`` for a
-value of the wrong type, ``ValueError`` for a value of the right type out of range. Arguments and attributes
-renamed since 0.1 warn through :func:`renamed_argument` and :func:`deprecated_attribute`.
+value of the wrong type, ``ValueError`` for a value of the right type out of range.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from torch import Tensor
-
-_V = TypeVar("_V")
 
 
 def got(value: object) -> str:
@@ -142,29 +138,3 @@ def integer_labels(name: str, values: object) -> np.ndarray:
         example = f" such as {array[0].item()!r}" if len(array) else ""
         raise TypeError(f"{name} must hold integer labels, got dtype {array.dtype}{example}")
     return array.astype(np.int64)
-
-
-def renamed_argument(
-    owner: str, name: str, value: _V | None, old_name: str, old_value: _V | None
-) -> _V | None:
-    """``value``, or the value passed under the argument's old name (with a ``DeprecationWarning``); ``None``
-    stands for an argument not passed."""
-    if old_value is None:
-        return value
-    if value is not None:
-        raise TypeError(f"{owner} got both {name} and its old name {old_name}: pass {name} only")
-    warnings.warn(
-        f"{owner}: {old_name}= is deprecated (the name of 0.1, kept for this release only), use {name}=",
-        DeprecationWarning,
-        stacklevel=3,  # the caller of the function that takes the argument
-    )
-    return old_value
-
-
-def deprecated_attribute(owner: str, old_name: str, name: str) -> None:
-    """The ``DeprecationWarning`` of an attribute read under its old name."""
-    warnings.warn(
-        f"{owner}.{old_name} is deprecated (the name of 0.1, kept for this release only), use .{name}",
-        DeprecationWarning,
-        stacklevel=3,
-    )

@@ -21,10 +21,10 @@ from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from ._checks import check_bool, check_int, got
-from .clip_block import ClipBlock
-from .inject import set_num_frames
-from .reid.files import atomic_path
-from .reid_net import VideoReIDNet
+from ._files import atomic_path
+from .blocks.base import ClipBlock
+from .reid.model import VideoReIDNet
+from .surgery.inject import set_num_frames
 
 __all__ = ["OPSET", "OnnxExport", "export_onnx", "export_program"]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from ..argtypes import DEVICE_HELP, add_num_frames, default_device, device, positive_int
-from ..reid.settings import TEST_SAMPLINGS
-from ._models import LoadedModel, load_onnx, load_torch
+from ..reid.engine.settings import TEST_SAMPLINGS
+from .argtypes import DEVICE_HELP, add_num_frames, default_device, device, positive_int
+from .models import LoadedModel, load_onnx, load_torch
 
 _DEFAULT_NUM_FRAMES, _DEFAULT_SIZE, _DEFAULT_BATCH = 8, (256, 128), 32
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from ..argtypes import add_num_frames, positive_int
-from ._models import load_torch
+from .argtypes import add_num_frames, positive_int
+from .models import load_torch
 
 
 def add_parser(commands: Any) -> None:

@@ -3,7 +3,7 @@
 :func:`fit` and :func:`evaluate` (:mod:`~lstrl_layers.reid.engine`) train and evaluate a
 :class:`~lstrl_layers.VideoReIDNet` with the paper's recipe, in one process or under ``torchrun``; they are
 what ``examples/train_video_reid.py`` and ``benchmarks/ablation.py`` run. :func:`save_model` and
-:func:`load_model` (:mod:`~lstrl_layers.reid.checkpoint`) store a trained model with the arguments that
+:func:`load_model` (:mod:`~lstrl_layers.reid.engine.checkpoint`) store a trained model with the arguments that
 rebuild it. The pieces, to build your own loop:
 
 - :mod:`~lstrl_layers.reid.sampling`: restricted random sampling, test-time chunk / dense clips, ``P x K``
@@ -20,7 +20,6 @@ Sampling, losses, metrics and re-ranking need only torch and numpy; the datasets
 (torchvision; scipy for the ``.mat`` files), and the plots matplotlib.
 """
 
-from .checkpoint import load_model, save_model
 from .data import (
     ClipDataset,
     Tracklet,
@@ -37,6 +36,7 @@ from .data import (
     synthetic_video_reid,
 )
 from .engine import NonFiniteLoss, TrainingInterrupted, TrainSettings, evaluate, fit
+from .engine.checkpoint import load_model, save_model
 from .losses import BatchHardTripletLoss, ReIDLoss, batch_hard_triplet_loss, euclidean_distances
 from .metrics import ReIDResult, evaluate_ranking, pair_auc, pairwise_distances
 from .plots import RankedRow, plot_cmc, plot_ranked, ranked_rows

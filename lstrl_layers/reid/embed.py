@@ -13,9 +13,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from .._checks import check_int, check_size
+from .._files import atomic_path
 from .data import ClipDataset, Sampling, Tracklet, clip_transforms, collate_test_clips
-from .files import atomic_path
-from .runtime import progress
+from .engine.runtime import progress
 
 __all__ = ["IMAGE_SUFFIXES", "TrackletFolders", "embed_tracklets", "read_tracklet_folders", "save_embeddings"]
 

@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import Tensor
 
 from .._checks import check_int, got
-from .files import atomic_path
+from .._files import atomic_path
 from .metrics import (
     ReIDResult,
     _average_precision,

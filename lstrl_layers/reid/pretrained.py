@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .files import atomic_path, write_json
+from .._files import atomic_path, write_json
 from .weights import reachable
 
 if TYPE_CHECKING:
-    from ..reid_net import VideoReIDNet
+    from .model import VideoReIDNet
 
 __all__ = ["CONFIG_FILE", "PRETRAINED_FORMAT", "WEIGHTS_FILE", "load_pretrained", "save_pretrained"]
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from .._checks import check_int, deprecated_attribute, got, integer_labels, renamed_argument
+from .._checks import check_int, got, integer_labels
 
 __all__ = [
     "PKBatchSampler",
@@ -142,27 +142,20 @@ class PKBatchSampler(Sampler[list[int]]):
         seed: base seed. The order of epoch ``e`` depends only on ``seed`` and ``e``; call
             :meth:`set_epoch` before iterating to get a different order each epoch (and the same order
             again after ``--resume``). Without it, every iteration advances the epoch counter by itself.
-        num_identities: the old name of ``P``, accepted with a ``DeprecationWarning`` for this release only.
-        num_instances: the old name of ``K``, accepted with a ``DeprecationWarning`` for this release only.
 
     Raises:
-        TypeError: ``P``, ``K`` or ``seed`` not an int (``P`` or ``K`` missing included), labels that are not
-            integers, or both ``P`` and ``num_identities`` (``K`` and ``num_instances``) given.
+        TypeError: ``P``, ``K`` or ``seed`` not an int, labels that are not
+            integers.
         ValueError: ``P`` or ``K`` below 1, no labels, or fewer identities than ``P``.
     """
 
     def __init__(
         self,
         labels: Sequence[int],
-        P: int | None = None,
-        K: int | None = None,
+        P: int,
+        K: int,
         seed: int = 0,
-        *,
-        num_identities: int | None = None,
-        num_instances: int | None = None,
     ) -> None:
-        P = renamed_argument("PKBatchSampler", "P", P, "num_identities", num_identities)
-        K = renamed_argument("PKBatchSampler", "K", K, "num_instances", num_instances)
         self.P = check_int("P (identities per batch)", P)
         self.K = check_int("K (tracklets per identity)", K)
         self.seed = check_int("seed", seed, minimum=None)
@@ -179,18 +172,6 @@ class PKBatchSampler(Sampler[list[int]]):
             )
         self.index_by_label = dict(sorted(by_label.items()))
         self.epoch = 0
-
-    @property
-    def num_identities(self) -> int:
-        """The old name of :attr:`P`, with a ``DeprecationWarning`` for this release only."""
-        deprecated_attribute("PKBatchSampler", "num_identities", "P")
-        return self.P
-
-    @property
-    def num_instances(self) -> int:
-        """The old name of :attr:`K`, with a ``DeprecationWarning`` for this release only."""
-        deprecated_attribute("PKBatchSampler", "num_instances", "K")
-        return self.K
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch whose order the next iteration yields."""

@@ -12,7 +12,7 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..._checks import check_bool, check_int, check_size, deprecated_attribute, renamed_argument
+from ..._checks import check_bool, check_int, check_size
 from ..sampling import (
     chunk_first_indices,
     dense_clip_indices,
@@ -125,24 +125,20 @@ class ClipDataset(Dataset):
     :func:`clip_transforms`) runs on the whole uint8 clip. A frame that cannot be decoded raises
     :class:`UnreadableFrame`, naming the data set (``name``), the tracklet and the file.
 
-    ``num_frames`` (``T``) and ``size`` are required: ``ClipDataset(tracklets, 8, (256, 128))``. ``clip_len=``
-    is the old name of ``num_frames``, accepted with a ``DeprecationWarning`` for this release only.
+    ``num_frames`` (``T``) and ``size`` are required: ``ClipDataset(tracklets, 8, (256, 128))``.
     """
 
     def __init__(
         self,
         tracklets: Sequence[Tracklet],
-        num_frames: int | None = None,
-        size: tuple[int, int] | None = None,
+        num_frames: int,
+        size: tuple[int, int],
         sampling: Sampling = "rrs",
         transform: Callable[[Tensor], Tensor] | None = None,
         max_clips: int | None = None,
         seed: int | None = None,
         name: str = "",
-        *,
-        clip_len: int | None = None,
     ) -> None:
-        num_frames = renamed_argument("ClipDataset", "num_frames", num_frames, "clip_len", clip_len)
         if sampling not in ("rrs", "first", "even", "dense"):
             raise ValueError(f"sampling must be 'rrs', 'first', 'even' or 'dense', got {sampling!r}")
         if transform is not None and not callable(transform):
@@ -181,12 +177,6 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.tracklets)
-
-    @property
-    def clip_len(self) -> int:
-        """The old name of :attr:`num_frames`, with a ``DeprecationWarning`` for this release only."""
-        deprecated_attribute("ClipDataset", "clip_len", "num_frames")
-        return self.num_frames
 
     @property
     def labels(self) -> list[int]:
