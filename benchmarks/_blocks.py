@@ -99,10 +99,10 @@ def run(
     """One result per stage: the four paths' rows, the two ratios, and how far two-ψ BME is from ours."""
     results = []
     for stage, channels, height, width in shapes:
-        shape = (args.frames, channels, height, width)
+        shape = (args.num_frames, channels, height, width)
         torch.manual_seed(0)
-        mae = MAE(channels, args.frames, zero_init=False)
-        bme = BME(channels, args.frames, zero_init=False)
+        mae = MAE(channels, args.num_frames, zero_init=False)
+        bme = BME(channels, args.num_frames, zero_init=False)
         pairs = {  # ours first, then the reference it is compared with
             "MAE": (("efficient", mae), ("maps (materializing)", MAEWithMaps(mae))),
             "BME": (("ours (ψ once)", bme), ("two-ψ (Eq. 4-5 as written)", TwoPsiBME(bme))),
@@ -113,7 +113,7 @@ def run(
             for path, module in pair
         }
         inputs = torch.randn(
-            args.batch * args.frames, channels, height, width, device=device, requires_grad=True
+            args.batch * args.num_frames, channels, height, width, device=device, requires_grad=True
         )
         mae.to(device)
         bme.to(device)
@@ -133,7 +133,7 @@ def run(
         del inputs
         rows = list(counted.values())
         with torch.no_grad():  # the reference must compute the same function
-            clip = torch.randn(args.frames, channels, height, width)
+            clip = torch.randn(args.num_frames, channels, height, width)
             difference = (bme(clip) - TwoPsiBME(bme)(clip)).abs().max().item()
         results.append(
             {
@@ -141,7 +141,7 @@ def run(
                 "channels": channels,
                 "height": height,
                 "width": width,
-                "frames": args.frames,
+                "num_frames": args.num_frames,
                 "clips": args.batch,
                 "rows": rows,
                 "ratios": {
@@ -160,7 +160,7 @@ def report(results: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
     for stage in results["blocks"]:
         print(
             f"\n== Blocks at {stage['stage']}: C={stage['channels']}, {stage['height']}x{stage['width']}, "
-            f"T={stage['frames']}, {stage['clips']} clip(s) per call, zero_init=False"
+            f"T={stage['num_frames']}, {stage['clips']} clip(s) per call, zero_init=False"
             + absent(old_stages, stage["stage"])
         )
         before = (old_stages or {}).get(stage["stage"])

@@ -173,7 +173,33 @@ def load_old(path: str) -> dict[str, Any]:
     problem = _problem(data)
     if problem:
         raise ValueError(f"{path!r} is not a JSON written by benchmarks/flops.py --json: {problem}")
-    return data
+    return current_names(data)
+
+
+# what earlier versions of the benchmark wrote under another name: old key -> key
+RENAMED_SETTINGS = {"model": "backbone", "frames": "num_frames"}
+RENAMED_FIGURES = {"frames": "num_frames"}  # of each stage in "blocks" and each row in "scaling"
+
+
+def current_names(data: dict[str, Any]) -> dict[str, Any]:
+    """The results of an earlier run (``load_old``'s, checked) with the keys that earlier versions wrote under
+    other names (``"model"``, ``"frames"``) renamed to today's, so that they compare with a new run."""
+
+    def renamed(item: Any, names: Mapping[str, str]) -> Any:
+        if not isinstance(item, dict):
+            return item
+        return {names[key] if key in names and names[key] not in item else key: v for key, v in item.items()}
+
+    out = {**data, "settings": renamed(data["settings"], RENAMED_SETTINGS)}
+    if "blocks" in data:
+        out["blocks"] = [renamed(stage, RENAMED_FIGURES) for stage in data["blocks"]]
+    if "scaling" in data:
+        scaling = data["scaling"]
+        out["scaling"] = {
+            **scaling,
+            "rows": [renamed(row, RENAMED_FIGURES) for row in scaling.get("rows", [])],
+        }
+    return out
 
 
 def _problem(data: Any) -> str | None:

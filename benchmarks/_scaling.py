@@ -17,7 +17,7 @@ from _report import Column, absent, figure_table, keyed, quotient, scaled
 from lstrl_layers import MAE
 from lstrl_layers.flops import count_macs
 
-FRAMES = (4, 8, 16, 32)
+NUM_FRAMES = (4, 8, 16, 32)
 COLUMNS = (
     Column("T*H*W", "positions", ","),
     Column("GMACs full", scaled("macs_full", 1e-9)),
@@ -32,23 +32,27 @@ COLUMNS = (
 
 def steps(shapes: Sequence[StageShape]) -> int:
     """Progress lines: one per clip length."""
-    return len(FRAMES)
+    return len(NUM_FRAMES)
 
 
 def run(
     args: argparse.Namespace, device: torch.device, shape: StageShape, progress: Progress
 ) -> dict[str, Any]:
-    """MAE at ``shape`` (the last injected stage) for each clip length in ``FRAMES``."""
+    """MAE at ``shape`` (the last injected stage) for each clip length in ``NUM_FRAMES``."""
     stage, channels, height, width = shape
     rows = []
-    for frames in FRAMES:
+    for num_frames in NUM_FRAMES:
         torch.manual_seed(0)
-        mae = MAE(channels, frames, zero_init=False)
-        macs = count_macs(mae, torch.randn(frames, channels, height, width), convention="full")
+        mae = MAE(channels, num_frames, zero_init=False)
+        macs = count_macs(mae, torch.randn(num_frames, channels, height, width), convention="full")
         mae.to(device)
-        inputs = torch.randn(frames, channels, height, width, device=device, requires_grad=True)
-        row: dict[str, Any] = {"frames": frames, "positions": frames * height * width, "macs_full": macs}
-        progress.step(f"scaling: T={frames}, MAE efficient and maps")
+        inputs = torch.randn(num_frames, channels, height, width, device=device, requires_grad=True)
+        row: dict[str, Any] = {
+            "num_frames": num_frames,
+            "positions": num_frames * height * width,
+            "macs_full": macs,
+        }
+        progress.step(f"scaling: T={num_frames}, MAE efficient and maps")
         cases = {
             key: runners(module, inputs, backward=True)
             for key, module in (("efficient", mae), ("maps", MAEWithMaps(mae)))
@@ -70,8 +74,8 @@ def report(results: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
     )
     old_rows = None
     if old is not None and "scaling" in old:
-        old_rows = keyed(old["scaling"].get("rows"), lambda row: str(row["frames"]))
-    rows = [(str(row["frames"]), row) for row in result["rows"]]
+        old_rows = keyed(old["scaling"].get("rows"), lambda row: str(row["num_frames"]))
+    rows = [(str(row["num_frames"]), row) for row in result["rows"]]
     print(figure_table("T", COLUMNS, rows, old_rows))
 
 
@@ -82,7 +86,7 @@ def plot(result: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    frames = [row["frames"] for row in result["rows"]]
+    num_frames = [row["num_frames"] for row in result["rows"]]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, suffix, label in (
         (axes[0], "ms", "time, forward+backward (ms)"),
@@ -90,10 +94,10 @@ def plot(result: dict[str, Any], path: str) -> None:
     ):
         for key, name in (("efficient", "efficient (one SDPA call)"), ("maps", "maps (materializing D^i)")):
             values = [row[f"{key}_{suffix}"] for row in result["rows"]]
-            axis.plot(frames, [float("nan") if v is None else v for v in values], marker="o", label=name)
+            axis.plot(num_frames, [float("nan") if v is None else v for v in values], marker="o", label=name)
         axis.set(yscale="log", xlabel="frames per clip T", ylabel=label)
         axis.set_xscale("log", base=2)
-        axis.set_xticks(frames, [str(t) for t in frames])
+        axis.set_xticks(num_frames, [str(t) for t in num_frames])
         axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()

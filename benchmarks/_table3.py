@@ -17,7 +17,7 @@ from _report import Column, absent, figure_table, keyed, versus
 
 from lstrl_layers import BME, VideoReIDNet, count_macs
 
-PAPER_SETTING = {"model": "resnet50", "stages": [2, 3], "size": [256, 128], "frames": 8}
+PAPER_SETTING = {"backbone": "resnet50", "stages": [2, 3], "size": [256, 128], "num_frames": 8}
 ROWS = (  # name, VideoReIDNet flags, the paper's Param. (M) and FLOPs (G)
     ("Baseline", {"mae": False, "bme": False}, 24.79, 4.09),
     ("+MAE", {"mae": True, "bme": False}, 26.43, 4.42),
@@ -47,14 +47,14 @@ def run(
     args: argparse.Namespace, device: torch.device, shapes: Sequence[StageShape], progress: Progress
 ) -> dict[str, Any]:
     """``{"table3": rows, "table3_overhead": +MAE+BME over Baseline}``."""
-    frames, (height, width) = args.frames, args.size
-    video = torch.randn(1, frames, 3, height, width, device=device)
+    num_frames, (height, width) = args.num_frames, args.size
+    video = torch.randn(1, num_frames, 3, height, width, device=device)
     paper_setting = _is_paper_setting(args)
     # what ψ run twice (Eq. 4-5 as written) would add per frame, from the blocks themselves
     two_psi_extra = 0
     for _, channels, h, w in shapes:
-        bme = BME(channels, frames, zero_init=False)
-        clip = torch.randn(frames, channels, h, w)
+        bme = BME(channels, num_frames, zero_init=False)
+        clip = torch.randn(num_frames, channels, h, w)
         two_psi = count_macs(TwoPsiBME(bme), clip, convention="paper")
         two_psi_extra += two_psi - count_macs(bme, clip, convention="paper")
     rows, cases = [], {}
@@ -62,10 +62,10 @@ def run(
         progress.step(f"Table 3: {name}: building, counting MACs")
         torch.manual_seed(0)
         model = VideoReIDNet(
-            args.model,
+            args.backbone,
             NUM_CLASSES,
             stages=args.stages,
-            num_frames=frames,
+            num_frames=num_frames,
             last_stride=1,
             zero_init=False,
             **flags,
@@ -77,13 +77,13 @@ def run(
             "config": {**flags, "zero_init": False, "last_stride": 1, "num_classes": NUM_CLASSES},
             "params": param_count(model),
             "params_m": param_count(model) / 1e6,
-            "gmacs_paper": macs_paper / frames / 1e9,
-            "gmacs_full": count_macs(model, video, convention="full") / frames / 1e9,
+            "gmacs_paper": macs_paper / num_frames / 1e9,
+            "gmacs_full": count_macs(model, video, convention="full") / num_frames / 1e9,
             "paper_params_m": paper_params if paper_setting else None,
             "paper_gmacs": paper_gmacs if paper_setting else None,
         }
         if flags["bme"]:
-            row["gmacs_paper_two_psi"] = (macs_paper + two_psi_extra) / frames / 1e9
+            row["gmacs_paper_two_psi"] = (macs_paper + two_psi_extra) / num_frames / 1e9
         rows.append(row)
         cases[name] = runners(model, video, backward=False)
     progress.step("Table 3: timing the three models, interleaved")
@@ -112,8 +112,8 @@ def report(results: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
     settings = results["settings"]
     height, width = settings["size"]
     print(
-        f"\n== Table 3: {settings['model']}, stages {tuple(settings['stages'])}, {height}x{width}, "
-        f"T={settings['frames']}, last stride 1, {NUM_CLASSES} classes; blocks with zero_init=False (the "
+        f"\n== Table 3: {settings['backbone']}, stages {tuple(settings['stages'])}, {height}x{width}, "
+        f"T={settings['num_frames']}, last stride 1, {NUM_CLASSES} classes; blocks with zero_init=False (the "
         "paper's blocks exactly); eval mode, one clip per call" + absent(old, "table3")
     )
     old_rows = keyed(old["table3"], lambda row: row["name"]) if old is not None and "table3" in old else None

@@ -49,16 +49,14 @@ from lstrl_layers.reid import (
     synthetic_occlusion_reid,
     synthetic_video_reid,
 )
-from lstrl_layers.reid.engine import TrainSettings, build_model, fit
-from lstrl_layers.reid.engine.distributed import World
-from lstrl_layers.reid.engine.evaluation import rank_query_gallery
-from lstrl_layers.reid.metrics import evaluate_ranking
+from lstrl_layers.reid.engine import TrainSettings, extract, fit
+from lstrl_layers.reid.metrics import evaluate_ranking, pairwise_distances
 
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,
 # 0.7M parameters) with the blocks after layer2 and layer3 as in the paper, 64 x 32 frames, T = 4, P x K =
 # 8 x 3 (K: one clip per camera), Adam at 1e-3 without decay (from scratch, short runs), BME at 10x that
 # rate. Test clips: T evenly spaced frames, so that partner clips are exact reversals of each other.
-BACKBONE = dict(model="resnet18", model_kwargs=dict(channels=(16, 32, 64, 128), stem_width=16))
+BACKBONE = dict(backbone="resnet18", model_kwargs=dict(channels=(16, 32, 64, 128), stem_width=16))
 RECIPE = dict(
     pretrained=False,
     stages=(2, 3),
@@ -219,15 +217,16 @@ def variants_of(dataset: str, args: argparse.Namespace) -> list[str]:
     return [name for name in args.variant_settings if name in own]
 
 
-def _settings(
+def run_settings(
     variant: dict[str, Any], args: argparse.Namespace, seed: int, data: VideoReIDData
 ) -> TrainSettings:
+    """The settings of one run: the recipe, the variant's changes, ``args.steps`` steps, seed ``seed``."""
     steps_per_epoch = len({t.pid for t in data.train}) // RECIPE["P"]
     epochs = math.ceil(args.steps / steps_per_epoch)  # whole epochs, or part of one for a smoke run
     model_kwargs = {**BACKBONE["model_kwargs"], **variant.get("model_kwargs", {})}
     values = {
         **RECIPE,
-        "model": BACKBONE["model"],
+        "backbone": BACKBONE["backbone"],
         **{k: v for k, v in variant.items() if k != "model_kwargs"},
     }
     if not values.get("bme", True):
@@ -280,10 +279,10 @@ def partners_last(
 def direction_known_map(model: nn.Module, data: VideoReIDData, settings: TrainSettings) -> float:
     """The mAP ``model`` would reach on a motion set if it also told each identity from its partner: what
     its appearance allows, the bound of what learning the direction can add to it."""
-    _, ranking = rank_query_gallery(model, data, settings, World(device=settings.device))
-    assert ranking is not None  # one process: rank 0
-    (_, query_ids, query_cams), (_, gallery_ids, gallery_cams) = ranking.query, ranking.gallery
-    distances = partners_last(ranking.distances["plain"], query_ids, gallery_ids, data.partners)
+    query, query_ids, query_cams = extract(model, data.query, settings)
+    gallery, gallery_ids, gallery_cams = extract(model, data.gallery, settings)
+    distances = pairwise_distances(query, gallery, settings.metric)
+    distances = partners_last(distances, query_ids, gallery_ids, data.partners)
     return evaluate_ranking(
         distances, query_ids, gallery_ids, query_cams, gallery_cams, junk_ids=data.junk_ids
     ).mAP
@@ -387,7 +386,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _data(dataset: str, identities: tuple[int, int], seed: int) -> VideoReIDData:
+def data_of(dataset: str, identities: tuple[int, int], seed: int) -> VideoReIDData:
     """The data set of a seed, generated once per process."""
     return DATASETS[dataset](*identities, num_cams=CAMERAS, size=RECIPE["size"], seed=seed)
 
@@ -402,18 +401,13 @@ def _run(task: tuple[str, int, str, argparse.Namespace]) -> Run:
     if args.jobs > 1:
         torch.set_num_threads(1)  # small tensors: one thread per run, runs side by side
     tic = time.time()
-    data = _data(dataset, args.identities, seed)
-    settings = _settings(args.variant_settings[name], args, seed, data)
-    models: list[nn.Module] = []  # the model trained, kept for the mAP with the direction known
-
-    def model_factory(settings: TrainSettings, num_classes: int) -> nn.Module:
-        models.append(build_model(settings, num_classes))
-        return models[-1]
-
-    history = fit(settings, data, log=lambda m: None, model_factory=model_factory)
+    data = data_of(dataset, args.identities, seed)
+    settings = run_settings(args.variant_settings[name], args, seed, data)
+    result = fit(settings, data, log=lambda m: None)
+    history = result.history
     scores = {m: history[-1][m] for m in METRICS if m in history[-1]}
     if data.partners:
-        scores["mAP_direction_known"] = direction_known_map(models[0], data, settings)
+        scores["mAP_direction_known"] = direction_known_map(result.model, data, settings)
     curve = [
         {"step": min(e["epoch"] * settings.max_steps, args.steps), **{m: e[m] for m in METRICS if m in e}}
         for e in history
@@ -432,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(
         f"{len(tasks)} runs: {len(args.variant_settings)} variants x {args.seeds} seed(s) x "
         f"{len(args.datasets)} data set(s) ({', '.join(args.datasets)}), {args.steps} steps each, "
-        f"{BACKBONE['model']} at quarter width on {args.device}{' (bfloat16)' if args.amp else ''}, "
+        f"{BACKBONE['backbone']} at quarter width on {args.device}{' (bfloat16)' if args.amp else ''}, "
         f"{args.jobs} in parallel",
         flush=True,
     )
@@ -463,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for d in args.datasets
         },
         "ceilings": {
-            d: blind_ceiling(_data(d, args.identities, args.first_seed))
+            d: blind_ceiling(data_of(d, args.identities, args.first_seed))
             for d in args.datasets
             if d in MOTION_SETS
         },

@@ -32,7 +32,15 @@ from _measure import Progress, close_environment, environment, matmul_gflops
 from _models import NUM_CLASSES, stage_shapes
 from _report import SECTIONS, load_old, print_header
 
-from lstrl_layers.cli.argtypes import DEVICE_HELP, add_num_frames, default_device, device, positive_int, stage
+from lstrl_layers.cli.argtypes import (
+    DEVICE_HELP,
+    add_backbone,
+    add_num_frames,
+    default_device,
+    device,
+    positive_int,
+    stage,
+)
 
 REPORTS = {"table3": _table3, "blocks": _blocks, "scaling": _scaling}
 
@@ -49,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=default_device(),
         help=DEVICE_HELP,
     )
-    parser.add_argument("--model", default="resnet50", help="timm CNN (default: resnet50, the paper's)")
+    add_backbone(parser, "resnet50", "timm CNN (default: resnet50, the paper's)", old=("--model",))
     parser.add_argument(
         "--stages",
         nargs="+",
@@ -57,7 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[2, 3],
         help="feature_info indices or names, space-separated (default: 2 3; e.g. layer2 layer3)",
     )
-    add_num_frames(parser, 8, "T, frames per clip (default: 8)", dest="frames", old=("--frames",))
+    add_num_frames(parser, 8, "T, frames per clip (default: 8)", old=("--frames",))
     parser.add_argument(
         "--size",
         nargs=2,
@@ -108,10 +116,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         except ValueError as error:
             parser.error(f"--compare: {error}")
     try:
-        args.shapes = stage_shapes(args.model, args.stages, args.size)
+        args.shapes = stage_shapes(args.backbone, args.stages, args.size)
     except (ValueError, RuntimeError) as error:
         stages, (height, width) = " ".join(map(str, args.stages)), args.size
-        parser.error(f"--model {args.model} --stages {stages} --size {height} {width}: {error}")
+        parser.error(f"--backbone {args.backbone} --stages {stages} --size {height} {width}: {error}")
     return args
 
 
@@ -125,10 +133,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     env = environment(device)
     env["matmul_2048_fp32_gflops"] = peak_gflops = matmul_gflops(device, repeat=max(args.repeat, 5))
     settings = {
-        "model": args.model,
+        "backbone": args.backbone,
         "stages": list(args.stages),
         "size": list(args.size),
-        "frames": args.frames,
+        "num_frames": args.num_frames,
         "batch": args.batch,
         "repeat": args.repeat,
         "last_stride": 1,

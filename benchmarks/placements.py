@@ -5,7 +5,7 @@ Each placement is the paper's video ReID model (``VideoReIDNet``: 625 classes, l
 ``zero_init=False``, i.e. the paper's blocks exactly) over a ResNet-50; MACs per frame at 256x128, T=8, in
 the paper's (thop) convention and counted completely (MAE's attention included).
 
-``--model`` takes a timm name (``resnet50``) or ``torchvision:NAME`` (default ``torchvision:resnet50``);
+``--backbone`` takes a timm name (``resnet50``) or ``torchvision:NAME`` (default ``torchvision:resnet50``);
 the placements use ResNet's module names (``layer2``, ``layer3.0``), which timm's and torchvision's ResNets
 share.
 """
@@ -20,20 +20,20 @@ import torch
 from torch import nn
 
 from lstrl_layers import VideoReIDNet, blocks_of, count_macs
-from lstrl_layers.cli.argtypes import positive_int
+from lstrl_layers.cli.argtypes import add_backbone, add_num_frames, positive_int
 
 NUM_CLASSES = 625  # MARS training identities, the classifier of the paper's Table 3
 
 
-def _backbone(model: str) -> nn.Module:
-    """The model without its classifier: a torchvision model (``torchvision:NAME``) or a timm one."""
-    if not model.startswith("torchvision:"):
+def _backbone(name: str) -> nn.Module:
+    """The backbone without its classifier: a torchvision model (``torchvision:NAME``) or a timm one."""
+    if not name.startswith("torchvision:"):
         import timm
 
-        return timm.create_model(model, pretrained=False, num_classes=0)
+        return timm.create_model(name, pretrained=False, num_classes=0)
     import torchvision
 
-    backbone = torchvision.models.get_model(model.split(":", 1)[1], weights=None)
+    backbone = torchvision.models.get_model(name.split(":", 1)[1], weights=None)
     backbone.fc = nn.Identity()  # ResNets: the frame feature, not ImageNet logits
     return backbone
 
@@ -52,14 +52,15 @@ def placements(backbone: nn.Module) -> dict[str, list[str]]:
     }
 
 
-def measure(model: str, num_frames: int, size: Sequence[int]) -> list[dict[str, Any]]:
+def measure(backbone: str, num_frames: int, size: Sequence[int]) -> list[dict[str, Any]]:
+    """Parameters and MACs per frame (both conventions) of each placement over ``backbone``."""
     rows = []
     with torch.device("meta"):
-        names = placements(_backbone(model))
+        names = placements(_backbone(backbone))
     for label, stages in names.items():
         with torch.device("meta"):  # shapes only: parameters and MACs without computing
             net = VideoReIDNet(
-                _backbone(model), NUM_CLASSES, stages=stages, num_frames=num_frames, zero_init=False,
+                _backbone(backbone), NUM_CLASSES, stages=stages, num_frames=num_frames, zero_init=False,
                 input_size=(3, *size),
             ).eval()  # fmt: skip
             video = torch.zeros(1, num_frames, 3, *size)
@@ -79,20 +80,21 @@ def measure(model: str, num_frames: int, size: Sequence[int]) -> list[dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Parse the flags, measure every placement, print the table; returns its rows."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="torchvision:resnet50", help="timm name or torchvision:NAME")
-    parser.add_argument(
-        "-T", "--num-frames", type=positive_int, default=8, help="frames per clip (default: 8)"
+    add_backbone(
+        parser, "torchvision:resnet50", "timm name or torchvision:NAME (default: torchvision:resnet50)"
     )
+    add_num_frames(parser, 8, "frames per clip (default: 8)")
     parser.add_argument(
         "--size", nargs=2, type=positive_int, default=[256, 128], metavar=("H", "W"), help="frame size"
     )
     args = parser.parse_args(argv)
-    rows = measure(args.model, args.num_frames, args.size)
+    rows = measure(args.backbone, args.num_frames, args.size)
     base = rows[0]
-    print(f"{args.model}, {args.size[0]}x{args.size[1]}, T={args.num_frames}, last stride 1, 625 classes")
+    print(f"{args.backbone}, {args.size[0]}x{args.size[1]}, T={args.num_frames}, last stride 1, 625 classes")
     print(f"{'placement':38} {'blocks':>6} {'params (M)':>10} {'GMACs/frame':>11} {'full':>6} {'full +%':>7}")
     for row in rows:
         added = 100 * (row["macs_full"] / base["macs_full"] - 1)

@@ -25,10 +25,7 @@ import torch
 
 from lstrl_layers import count_macs
 from lstrl_layers.cli.argtypes import positive_int
-from lstrl_layers.reid.engine.loop import _train_loader
-from lstrl_layers.reid.engine import build_loss, build_model, build_optimizer, train_step
-from lstrl_layers.reid.engine.distributed import World
-from lstrl_layers.reid.engine.runtime import in_memory_format
+from lstrl_layers.reid.engine import build_loss, build_model, build_optimizer, train_loader, train_step
 
 LAYOUTS = (
     ("contiguous", False, False),
@@ -51,15 +48,19 @@ def matmul_gflops(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torc
 def step_seconds(name: str, channels_last: bool, amp: bool, steps: int) -> tuple[float, float, float]:
     """Median seconds of a training step, of loading its batch, and the step's GFLOP count."""
     args = ablation.parse_args(["--steps", "1"])
-    data = ablation._data("approach", args.identities, 0)
+    data = ablation.data_of("approach", args.identities, 0)
     settings = replace(
-        ablation._settings(ablation.TABLE3[name], args, 0, data), channels_last=channels_last, amp=amp
+        ablation.run_settings(ablation.TABLE3[name], args, 0, data),
+        channels_last=channels_last,
+        amp=amp,
+        device="cpu",
     )
     torch.manual_seed(0)
-    model = in_memory_format(build_model(settings, data.num_train_ids), settings)
+    model = build_model(settings, data.num_train_ids)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     criterion, (optimizer, _) = build_loss(settings), build_optimizer(settings, model)
-    world = World(device="cpu")
-    loader = _train_loader(data, settings, world)
+    loader = train_loader(data, settings)
     step_times, load_times = [], []
     epoch = 0
     while len(step_times) < steps:
@@ -74,7 +75,7 @@ def step_seconds(name: str, channels_last: bool, amp: bool, steps: int) -> tuple
                 break
             load_times.append(time.perf_counter() - tic)
             tic = time.perf_counter()
-            train_step(model, criterion, optimizer, clips, pids, settings, world)
+            train_step(model, criterion, optimizer, clips, pids, settings)
             step_times.append(time.perf_counter() - tic)
     macs = count_macs(model.eval(), clips[:1], convention="full") * len(clips)
     warm = min(3, steps - 1)

@@ -1,7 +1,7 @@
 """LSTRL in a minute, on a CPU: the blocks alone, injected into a timm CNN, and the whole ReID model.
 
 python examples/quickstart.py                  # the paper's resnet50, at 128x64 to be quick (paper: 256x128)
-python examples/quickstart.py --model resnet18 --size 64 32 -T 4
+python examples/quickstart.py --backbone resnet18 --size 64 32 -T 4
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lstrl_layers import BME, MAE, LSTRLBlock, VideoReIDNet, inject_lstrl
-from lstrl_layers.cli.argtypes import add_num_frames, int_at_least, timm_model
+from lstrl_layers.cli.argtypes import add_backbone, add_num_frames, int_at_least
 
 
 def count(module: nn.Module) -> int:
@@ -24,11 +24,11 @@ def count(module: nn.Module) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet50", type=timm_model, help="timm CNN")
+    add_backbone(p, "resnet50", "a timm CNN, by name (default: resnet50, the paper's)", old=("--model",))
     p.add_argument(
         "--size", type=int_at_least(1), nargs=2, default=(128, 64), metavar=("H", "W"), help="paper: 256 128"
     )
-    add_num_frames(p, 8, "T, frames per clip", dest="frames", old=("--frames",))
+    add_num_frames(p, 8, "T, frames per clip", old=("--frames",))
     p.add_argument(
         "--last-stride", type=int, choices=(1, 2), default=1, help="of the ReID model's last stage (ReID: 1)"
     )
@@ -44,12 +44,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         run(args)
     except (TypeError, ValueError) as err:  # a model the blocks cannot go into: one line, with the way out
         message = str(err).replace("last_stride=2", "--last-stride 2")
-        raise SystemExit(f"quickstart.py: error: --model {args.model}: {message}") from None
+        raise SystemExit(f"quickstart.py: error: --backbone {args.backbone}: {message}") from None
 
 
 def run(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
-    B, T, (H, W) = args.clips, args.frames, args.size
+    B, T, (H, W) = args.clips, args.num_frames, args.size
 
     print("1. The blocks on their own: shape-preserving, (B*T, C, H, W) or (B, T, C, H, W)")
     frames = torch.randn(B * T, 64, 16, 8)  # the T frames of each clip contiguous
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> None:
         )
         assert torch.allclose(out, frames, rtol=0, atol=1e-5), "blocks start as the identity"
 
-    print(f"\n2. Injected into timm's {args.model} after feature_info stages 2 and 3")
-    model = timm.create_model(args.model, pretrained=False, num_classes=0)
+    print(f"\n2. Injected into timm's {args.backbone} after feature_info stages 2 and 3")
+    model = timm.create_model(args.backbone, pretrained=False, num_classes=0)
     before = count(model)
     inject_lstrl(model, stages=[2, 3], num_frames=T)
     blocks = [name for name, _ in model.get_submodule("lstrl").named_children()]
@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> None:
     print(f"   frames {(B * T, 3, H, W)} -> features {tuple(features.shape)}")
 
     print("\n3. The paper's ReID model: backbone + blocks, GAP, TAP, BNNeck, classifier")
-    net = VideoReIDNet(args.model, num_classes=625, stages=(2, 3), num_frames=T, last_stride=args.last_stride)
+    net = VideoReIDNet(
+        args.backbone, num_classes=625, stages=(2, 3), num_frames=T, last_stride=args.last_stride
+    )
     video = torch.randn(B, T, 3, H, W)
     logits, feature = net.train()(video)
     shapes = f"logits {tuple(logits.shape)}, feature {tuple(feature.shape)}"

@@ -21,7 +21,8 @@ epoch 0 evaluated before training), ``OUT/checkpoint.pt`` (every epoch; ``--resu
 ``OUT/model.pt`` (the model alone, ``lstrl_layers.reid.load_model`` rebuilds it), ``OUT/history.png``,
 ``OUT/cmc.png`` (CMC curve), ``OUT/ranked.png`` (the worst queries with their top gallery clips, true matches
 framed green) and ``OUT/log.txt``; ``--eval-only`` writes ``OUT/eval.json``, ``cmc.png`` and ``ranked.png``.
-``--rerank`` adds the figures after k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3), prefixed ``rerank_``;
+``--rerank`` adds the figures after k-reciprocal re-ranking (Zhong et al.'s parameters), prefixed
+``rerank_``;
 ``--tensorboard DIR`` logs the loss terms, learning rate and every evaluation figure. SIGTERM or Ctrl-C
 stop after the current step with the checkpoint written (``--resume OUT`` continues exactly). Needs the
 ``examples`` extra.
@@ -53,33 +54,27 @@ from lstrl_layers.cli.argtypes import (
 )
 from lstrl_layers.cli.argtypes import non_negative_int as non_negative
 from lstrl_layers.cli.argtypes import positive_int as positive
-from lstrl_layers.reid import (
-    VideoReIDData,
-    read_ilidsvid,
-    read_lsvid,
-    read_mars,
-    synthetic_motion_reid,
-    synthetic_video_reid,
-)
-from lstrl_layers.reid.data import UnreadableFrame
+from lstrl_layers.reid import UnreadableFrame, VideoReIDData, dataset_names, read_dataset
 from lstrl_layers.reid.engine import (
     NonFiniteLoss,
     TrainingInterrupted,
     TrainSettings,
     build_model,
+    check_resume,
     evaluate_trained,
     fit,
+    load_checkpoint,
     load_trained,
 )
-from lstrl_layers.reid.engine.checkpoint import load_checkpoint
-from lstrl_layers.reid.engine.settings import check_resume
+from lstrl_layers.reid.rerank import RERANK_K1, RERANK_K2, RERANK_LAMBDA
+from lstrl_layers.reid.sampling import TEST_SAMPLINGS
 from lstrl_layers.reid.weights import check_pretrained_available
 
 # Real data: the paper's §4.2 (TrainSettings' defaults). Synthetic: small enough to learn visibly in 3 epochs
 # on 2 CPU cores; one intra-op thread, because on such small tensors more threads gain little when the cores
 # are free and lose a lot (about 3x here) when other processes share them.
 SYNTHETIC = dict(
-    model="resnet18",
+    backbone="resnet18",
     size=(64, 32),
     num_frames=4,
     P=4,
@@ -100,7 +95,7 @@ FLAGS = {
 }
 # the settings of the model a file holds (VideoReIDNet's argument where it is named otherwise)
 MODEL_SETTINGS = {
-    "model": "backbone",
+    "backbone": "backbone",
     "stages": "stages",
     "mae": "mae",
     "bme": "bme",
@@ -152,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("appearance", "motion"),
         help="generated identities instead of a dataset (motion: pairs that differ in motion only)",
     )
-    data.add_argument("--dataset", choices=("mars", "lsvid", "ilidsvid"), help="(default: mars)")
+    data.add_argument("--dataset", choices=dataset_names(root=True), help="(default: mars)")
     data.add_argument("--data-root", type=Path, help="the data set's folder (MARS, LS-VID or iLIDS-VID)")
     data.add_argument("--split", type=non_negative, help="iLIDS-VID split (row of the split file; default 0)")
     data.add_argument(
@@ -170,14 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--erasing", type=number_in(float, 0, 1), help="random erasing probability (0.5)")
     data.add_argument(
         "--test-sampling",
-        choices=("first", "even", "dense"),
+        choices=TEST_SAMPLINGS,
         help="first (default): the first frame of each of T chunks; even: T evenly spaced frames, first to "
         "last; dense: all frames in T-frame clips, averaged",
     )
     data.add_argument("--max-test-clips", type=positive, help="dense: at most this many clips per tracklet")
     data.add_argument("--workers", type=non_negative, help="data loader processes per training process")
     model = p.add_argument_group("model")
-    model.add_argument("--model", type=timm_model, help="timm backbone (paper: resnet50)")
+    model.add_argument("--backbone", type=timm_model, help="timm model (paper: resnet50)")
     model.add_argument(
         "--stages",
         nargs="*",
@@ -241,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rerank",
         action=argparse.BooleanOptionalAction,
-        help="also report k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3)",
+        help=f"also report k-reciprocal re-ranking (k1 {RERANK_K1}, k2 {RERANK_K2}, lambda {RERANK_LAMBDA})",
     )
     run.add_argument("--tensorboard", type=Path, metavar="DIR", help="TensorBoard scalars in DIR")
     run.add_argument("--test-batch", type=positive, help="clips per forward pass at test (32)")
@@ -344,16 +339,22 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, T
 
 
 def load_data(args: argparse.Namespace, settings: TrainSettings) -> VideoReIDData:
+    """The data set the flags name (``lstrl_layers.reid.read_dataset``)."""
     if args.synthetic:
-        generate = synthetic_motion_reid if args.synthetic == "motion" else synthetic_video_reid
         train_ids, test_ids = args.synthetic_ids or (64, 24)
-        return generate(train_ids, test_ids, size=settings.size, seed=settings.seed)
-    if args.dataset == "mars":
-        return read_mars(args.data_root)
-    if args.dataset == "lsvid":
-        return read_lsvid(args.data_root)
-    split = 0 if args.split is None else args.split
-    return read_ilidsvid(args.data_root, split_file=args.split_file, split=split, seed=settings.seed)
+        return read_dataset(
+            f"synthetic_{args.synthetic}",
+            num_train_ids=train_ids,
+            num_test_ids=test_ids,
+            size=settings.size,
+            seed=settings.seed,
+        )
+    if args.dataset == "ilidsvid":
+        split = 0 if args.split is None else args.split
+        return read_dataset(
+            "ilidsvid", args.data_root, split_file=args.split_file, split=split, seed=settings.seed
+        )
+    return read_dataset(args.dataset, args.data_root)
 
 
 def _check_batch(data: VideoReIDData, settings: TrainSettings) -> None:
@@ -378,7 +379,7 @@ def _check_model(args: argparse.Namespace, settings: TrainSettings, num_classes:
             build_model(replace(settings, pretrained=False), num_classes)
     except (TypeError, ValueError) as err:
         stages = " ".join(map(str, settings.stages))
-        raise ValueError(f"--model {settings.model} --stages {stages}: {err}") from None
+        raise ValueError(f"--backbone {settings.backbone} --stages {stages}: {err}") from None
     except Exception:  # an operation without a meta kernel: the real build will say what is wrong
         pass
 
@@ -396,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             _check_batch(data, settings)
             _check_model(args, settings, data.num_train_ids)
             if settings.pretrained and settings.weights is None and args.resume is None:
-                check_pretrained_available(settings.model)
+                check_pretrained_available(
+                    settings.backbone, local_file="--weights FILE", from_scratch="--no-pretrained"
+                )
         is_main = int(os.environ.get("RANK", "0")) == 0
         if is_main:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -420,11 +423,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             log(f"{torch.get_num_threads()} torch thread(s) per process on {settings.device}{load}")
         if args.eval_only:
             return evaluate_trained(settings, data, args.resume, out=args.out, log=log)
-        history = fit(settings, data, out=args.out, resume=args.resume, log=log, tensorboard=args.tensorboard)
+        result = fit(settings, data, out=args.out, resume=args.resume, log=log, tensorboard=args.tensorboard)
         log(f"done; metrics in {args.out / 'metrics.json'}")
-        return {"epochs": history}
+        return {"epochs": result.history}
     except TrainingInterrupted as stop:
-        log(str(stop))
+        saved = "no checkpoint" if stop.checkpoint is None else f"checkpoint written to {stop.checkpoint}"
+        log(f"stopped by {stop.signal_name} at {stop.where}: {saved}; continue with --resume {args.out}")
         raise SystemExit(128 + signal.Signals[stop.signal_name].value) from None
     except (NonFiniteLoss, UnreadableFrame) as err:  # one line; a data loader worker adds its traceback
         line = str(err).strip().splitlines()[-1]  # a data loader worker's error ends with "...Frame: message"

@@ -4,7 +4,8 @@ Runs a clip through a :class:`~lstrl_layers.VideoReIDNet`, captures the input of
 :class:`~lstrl_layers.LSTRLBlock` (a forward hook), calls the block again on it with ``return_maps=True``
 and saves one PNG: the frames, then, overlaid on them, MAE's dependencies for one query position (``D1``: the
 position itself, ``D2``: its spatial location averaged over time, ``D3``: its frame, ``D4``: the clip) over
-all ``T*H*W`` keys, and BME's motion features ``Mf`` / ``Mb`` (L2 norm over channels).
+all ``T*H*W`` keys, and BME's motion features ``Mf`` / ``Mb`` (L2 norm over channels). One column per frame
+and one row for the frames and for each map, every cell 130 x 240 pixels (1.3 x 2.4 inches at 100 dpi).
 
     python examples/visualize_maps.py --out maps.png                      # synthetic clip, untrained model
     python examples/visualize_maps.py --checkpoint out/mars/checkpoint.pt frame*.jpg --out maps.png
@@ -26,10 +27,12 @@ from einops import rearrange
 from torch import Tensor
 
 from lstrl_layers import LSTRLBlock, VideoReIDNet
-from lstrl_layers.cli.argtypes import add_num_frames, existing_file, int_at_least, stage, timm_model
+from lstrl_layers.cli.argtypes import add_backbone, add_num_frames, existing_file, int_at_least, stage
 from lstrl_layers.reid import chunk_first_indices, clip_transforms, synthetic_video_reid
 from lstrl_layers.reid.data import IMAGENET_MEAN, IMAGENET_STD, UnreadableFrame, read_rgb
 from lstrl_layers.reid.engine import load_trained
+
+CELL, DPI = (1.3, 2.4), 100  # inches per frame and map, dots per inch: 130 x 240 pixels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a trained model: checkpoint.pt or model.pt from train_video_reid.py's --out",
     )
-    p.add_argument("--model", type=timm_model, help="timm backbone without --checkpoint (resnet18)")
+    add_backbone(p, None, "timm backbone without --checkpoint (resnet18)", old=("--model",))
     p.add_argument("--stages", nargs="+", type=stage, help="LSTRL stages without --checkpoint (2 3)")
     p.add_argument("--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (default 128 64)")
-    add_num_frames(p, 4, "frames of the clip (RRS chunks of the images)", dest="frames", old=("--frames",))
+    add_num_frames(p, 4, "frames of the clip (RRS chunks of the images)", old=("--frames",))
     p.add_argument("--block", help="which injected block, e.g. layer2 (default: the first)")
     p.add_argument(
         "--query",
@@ -64,10 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
 def load_model(args: argparse.Namespace) -> tuple[VideoReIDNet, tuple[int, int]]:
     if args.checkpoint is None:
         stages = args.stages or [2, 3]
-        model = VideoReIDNet(args.model or "resnet18", num_classes=1, stages=stages, num_frames=args.frames)
+        backbone = args.backbone or "resnet18"
+        model = VideoReIDNet(backbone, num_classes=1, stages=stages, num_frames=args.num_frames)
         return model, tuple(args.size or (128, 64))
     given = [
-        flag for flag, value in (("--model", args.model), ("--stages", args.stages)) if value is not None
+        flag
+        for flag, value in (("--backbone", args.backbone), ("--stages", args.stages))
+        if value is not None
     ]
     if given:
         raise SystemExit(
@@ -83,7 +89,7 @@ def load_model(args: argparse.Namespace) -> tuple[VideoReIDNet, tuple[int, int]]
 def load_clip(images: Sequence[Path], num_frames: int, size: tuple[int, int], seed: int) -> Tensor:
     """uint8 clip ``(T, 3, H, W)``: T of the images (first frame of each chunk), or a synthetic one."""
     if not images:
-        data = synthetic_video_reid(1, 0, num_cams=1, frames=(num_frames, num_frames), size=size, seed=seed)
+        data = synthetic_video_reid(1, 0, num_cams=1, length=(num_frames, num_frames), size=size, seed=seed)
         frames = data.train[0].frames
         assert isinstance(frames, Tensor)
         return frames
@@ -117,7 +123,9 @@ def block_maps(
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
+    """Parse the flags, draw the maps, save the PNG; returns its path."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     torch.manual_seed(args.seed)
     model, size = load_model(args)
-    frames = load_clip(args.images, args.frames, size, args.seed)
+    frames = load_clip(args.images, args.num_frames, size, args.seed)
     clip = clip_transforms(size, train=False)(frames)
     name, maps, block_shape = block_maps(model, clip[None], args.block)
     height, width = block_shape[-2:]
@@ -135,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     else:
         t, h, w = num_frames // 2, height // 3, width // 2
     if not (0 <= t < num_frames and 0 <= h < height and 0 <= w < width):
-        raise SystemExit(
+        parser.error(
             f"--query {t} {h} {w} is outside the block's (T, H, W) = ({num_frames}, {height}, {width})"
         )
     query_rows = {"D1": (t * height + h) * width + w, "D2": h * width + w, "D3": t, "D4": 0}
@@ -145,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     pictures = rearrange((clip * std + mean).clamp(0, 1), "t c h w -> t h w c")
     fig, axes = plt.subplots(
-        1 + len(rows), num_frames, figsize=(1.3 * num_frames, 2.4 * (1 + len(rows))), squeeze=False
+        1 + len(rows), num_frames, figsize=(CELL[0] * num_frames, CELL[1] * (1 + len(rows))), squeeze=False
     )
     query_note = {
         "D1": f"query (t={t}, h={h}, w={w})",
@@ -177,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     fig.suptitle(f"LSTRL maps of block {name!r} ({height}x{width} feature map), min-max per row", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=100)
+    fig.savefig(args.out, dpi=DPI)
     plt.close(fig)
     print(f"saved {args.out} ({', '.join(rows)} of block {name!r})")
     return args.out

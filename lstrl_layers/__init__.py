@@ -8,7 +8,7 @@ from . import _deprecated  # noqa: E402
 from .blocks import BME, MAE, ClipBlock, LSTRLBlock  # noqa: E402
 from .flops import count_macs, flop_counter_mode  # noqa: E402
 from .reid.model import VideoReIDNet  # noqa: E402
-from .surgery import blocks_of, inject_lstrl, set_num_frames, use_num_frames  # noqa: E402
+from .surgery import blocks_of, inject_blocks, inject_lstrl, set_num_frames, use_num_frames  # noqa: E402
 
 _deprecated.install()
 
@@ -21,6 +21,7 @@ __all__ = [
     "blocks_of",
     "count_macs",
     "flop_counter_mode",
+    "inject_blocks",
     "inject_lstrl",
     "set_num_frames",
     "use_num_frames",

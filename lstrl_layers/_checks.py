@@ -76,29 +76,6 @@ def check_optional_mapping(name: str, value: object) -> Mapping[str, Any] | None
     return value
 
 
-def check_branches(
-    owner: str,
-    mae: object,
-    bme: object,
-    zero_init: object,
-    mae_kwargs: object,
-    bme_kwargs: object,
-) -> None:
-    """The branch arguments of an LSTRL block (``owner`` names the caller in the messages).
-
-    Flags are bools, at least one branch is on, and a branch's keyword arguments are a mapping, given only
-    with the branch.
-    """
-    for name, flag in (("mae", mae), ("bme", bme), ("zero_init", zero_init)):
-        check_bool(name, flag)
-    if not (mae or bme):
-        raise ValueError(f"{owner} needs at least one branch, got mae=False and bme=False")
-    for name, enabled, kwargs in (("mae", mae, mae_kwargs), ("bme", bme, bme_kwargs)):
-        checked = check_optional_mapping(f"{name}_kwargs", kwargs)
-        if checked and not enabled:
-            raise ValueError(f"{name}_kwargs={dict(checked)!r} given but {name}=False")
-
-
 def check_stages(name: str, value: object, allow_empty: bool) -> tuple[Any, ...]:
     """A list or tuple of stage indices or names (the elements are checked against the model later)."""
     expected = "a list of stage indices or names" + (" (empty for none)" if allow_empty else "")

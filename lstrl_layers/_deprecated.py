@@ -43,7 +43,7 @@ MOVED_MODULES = {
 }
 
 # training settings stored under an earlier name: old name -> name
-_RENAMED_SETTINGS: dict[str, str] = {}
+_RENAMED_SETTINGS: dict[str, str] = {"model": "backbone"}  # 0.1 and 0.2.0.dev0
 # setting values stored under an earlier name: (setting, old value) -> new value
 _RENAMED_VALUES = {("test_sampling", "rrs"): "first"}  # 0.1 called the first frame of each chunk "rrs"
 # model file arguments stored under an earlier name

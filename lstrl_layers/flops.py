@@ -34,17 +34,20 @@ by PyTorch's own formulas.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["Convention", "count_macs", "flop_counter_mode"]
+from ._checks import got
+
+__all__ = ["CONVENTIONS", "Convention", "count_macs", "flop_counter_mode"]
 
 Convention = Literal["paper", "full"]
-_CONVENTIONS = ("paper", "full")
+CONVENTIONS: tuple[Convention, ...] = get_args(Convention)
+"""The counting conventions of :func:`count_macs`, by name."""
 
 
 def _conv_macs(module: nn.modules.conv._ConvNd, inputs: tuple[Any, ...], output: Tensor) -> int:
@@ -158,14 +161,20 @@ def count_macs(model: nn.Module, *inputs: Any, convention: Convention) -> int:
     Returns:
         The MAC count for the whole batch in ``inputs`` (divide by the number of frames for "per frame").
 
+    Raises:
+        TypeError: ``model`` not an ``nn.Module``, ``convention`` not a str.
+        ValueError: ``convention`` not one of :data:`CONVENTIONS`.
+
     Example:
         >>> count_macs(nn.Conv2d(8, 4, kernel_size=1), torch.randn(2, 8, 5, 3), convention="paper")
         960
     """
-    if convention not in _CONVENTIONS:
-        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model must be an nn.Module, got {got(model)}")
+    if not isinstance(convention, str):
+        raise TypeError(f"convention must be one of {CONVENTIONS}, got {got(convention)}")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     counts: list[int] = []
     handles = []
 

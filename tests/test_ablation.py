@@ -21,7 +21,7 @@ def test_blind_ceiling_is_the_expected_ap_of_a_random_order_of_matches_and_decoy
     # each query: 2 true matches (its other cameras) and 2 decoys (its partner's tracklets that are not
     # queries). Random order of 2 matches among 4: AP averaged over the 6 placements, by hand:
     # {1,2}: 1, {1,3}: 5/6, {1,4}: 3/4, {2,3}: 7/12, {2,4}: 1/2, {3,4}: 5/12 -> 49/72; rank-1: 2/4
-    data = synthetic_motion_reid(4, 4, num_cams=3, frames=(4, 4), size=(32, 16))
+    data = synthetic_motion_reid(4, 4, num_cams=3, length=(4, 4), size=(32, 16))
     ceiling = _ablation().blind_ceiling(data)
     assert ceiling["mAP"] == pytest.approx(49 / 72) and ceiling["rank1"] == pytest.approx(0.5)
 
@@ -55,9 +55,9 @@ def test_default_and_quick_runs() -> None:
     assert default.seeds >= 5 and default.datasets == ["approach", "squat", "appearance", "occlusion"]
     assert ablation.variants_of("occlusion", default) == ["Baseline", "+MAE"]
     assert ablation.variants_of("squat", default) == list(ablation.TABLE3)
-    data = synthetic_motion_reid(8, 4, num_cams=3, frames=(4, 4), size=(32, 16))
-    settings = ablation._settings(ablation.TABLE3["+BME"], default, 0, data)
-    assert not settings.amp and ablation._settings(dict(), ablation.parse_args(["--amp"]), 0, data).amp
+    data = synthetic_motion_reid(8, 4, num_cams=3, length=(4, 4), size=(32, 16))
+    settings = ablation.run_settings(ablation.TABLE3["+BME"], default, 0, data)
+    assert not settings.amp and ablation.run_settings(dict(), ablation.parse_args(["--amp"]), 0, data).amp
     quick = ablation.parse_args(["--quick"])
     assert quick.datasets == list(ablation.QUICK_SETS) and quick.seeds == ablation.QUICK_SEEDS
     assert list(quick.variant_settings) == list(ablation.QUICK_VARIANTS)

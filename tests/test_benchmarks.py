@@ -19,7 +19,7 @@ import pytest
 import torch
 from _scripts import BENCHMARKS, load_script
 
-TINY = ["--model", "test_resnet", "--size", "32", "16", "-T", "2", "--batch", "1", "--repeat", "1"]
+TINY = ["--backbone", "test_resnet", "--size", "32", "16", "-T", "2", "--batch", "1", "--repeat", "1"]
 
 
 def _load(name: str) -> types.ModuleType:
@@ -92,7 +92,9 @@ def test_run_writes_every_section_to_json(old_run: tuple[subprocess.CompletedPro
         assert stage["ratios"]["MAE efficient / maps"]["macs_full_per_clip"] == pytest.approx(1.0)
         assert stage["ratios"]["BME ours / two-psi"]["macs_full_per_clip"] < 0.76
         assert stage["two_psi_max_abs_difference"] < 1e-4
-    assert [row["frames"] for row in result["scaling"]["rows"]] == [4, 8, 16, 32]
+    assert [row["num_frames"] for row in result["scaling"]["rows"]] == [4, 8, 16, 32]
+    assert result["settings"]["backbone"] == "test_resnet" and result["settings"]["num_frames"] == 2
+    assert [stage["num_frames"] for stage in result["blocks"]] == [2, 2]
 
 
 def test_compare_with_itself_moves_nothing(flops: types.ModuleType, old_run: Any) -> None:
@@ -155,26 +157,45 @@ def test_compare_from_the_command_line(
     assert f"old run ({old_run[1]})" in out
     assert "in the old run only: Table 3, Blocks" in out
     assert sum(line.startswith("  change") for line in out.splitlines()) == len(results["scaling"]["rows"])
-    assert json.loads((tmp_path / "n").read_text())["scaling"]["rows"][0]["frames"] == 4
+    assert json.loads((tmp_path / "n").read_text())["scaling"]["rows"][0]["num_frames"] == 4
 
 
 def test_compare_names_the_settings_that_differ(flops: types.ModuleType, old_run: Any) -> None:
     results = _results(old_run)
     old = copy.deepcopy(results)
-    old["settings"]["frames"] = 8
+    old["settings"]["num_frames"] = 8
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         flops.print_header(results, old, "old.json")
-    assert "settings differ from the old run: frames 2 (old 8)" in out.getvalue()
-    old["settings"].update(model="resnet18", num_classes=10)  # any setting, not a chosen few
+    assert "settings differ from the old run: num_frames 2 (old 8)" in out.getvalue()
+    old["settings"].update(backbone="resnet18", num_classes=10)  # any setting, not a chosen few
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         flops.print_header(results, old, "old.json")
-    model = results["settings"]["model"]
+    backbone = results["settings"]["backbone"]
     assert (
-        f"settings differ from the old run: model {model} (old resnet18), frames 2 (old 8), num_classes"
-        in (out.getvalue())
+        f"settings differ from the old run: backbone {backbone} (old resnet18), num_frames 2 (old 8), "
+        "num_classes" in out.getvalue()
     )
+
+
+def test_compare_reads_the_names_earlier_versions_wrote(
+    flops: types.ModuleType, old_run: Any, tmp_path: Path
+) -> None:
+    """Files of earlier versions call the backbone "model" and T "frames": they compare as today's files."""
+    results = _results(old_run)
+    earlier = copy.deepcopy(results)
+    settings = earlier["settings"]
+    settings["model"], settings["frames"] = settings.pop("backbone"), settings.pop("num_frames")
+    for item in [*earlier["blocks"], *earlier["scaling"]["rows"]]:
+        item["frames"] = item.pop("num_frames")
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    old = flops.parse_args([*TINY, "--compare", str(path)]).old
+    assert old == results
+    lines = _report(flops, results, old).splitlines()
+    assert not [line for line in lines if "missing" in line or "not in the old run" in line]
+    assert "settings differ" not in "\n".join(lines)
 
 
 @pytest.mark.parametrize(
@@ -213,6 +234,7 @@ def test_compare_refuses_what_the_benchmark_did_not_write(
         (["--batch", "-1"], "--batch"),
         (["-T", "2.5"], "-T/--num-frames"),
         (["--frames", "2.5"], "--frames"),  # the old spelling, still accepted
+        (["--model", "no_such_model"], "--model: timm has no model 'no_such_model'"),  # likewise
         (["--size", "0", "16"], "--size"),
         (["--size", "32"], "--size"),
         (["--stages", "2,3"], "--stages"),
@@ -221,9 +243,9 @@ def test_compare_refuses_what_the_benchmark_did_not_write(
         (["--device", "tpu"], "--device"),
         (["--device", "auto"], "--device"),  # every script: cpu, cuda or cuda:N, default cuda if available
         (["--json", "/no/such/folder/x.json"], "--json"),
-        (["--model", "test_resnet", "--stages", "9"], "--stages 9"),
-        (["--model", "test_resnet", "--stages", "layer9"], "--stages layer9"),
-        (["--model", "no_such_model"], "--model no_such_model"),
+        (["--backbone", "test_resnet", "--stages", "9"], "--backbone test_resnet --stages 9"),
+        (["--backbone", "test_resnet", "--stages", "layer9"], "--backbone test_resnet --stages layer9"),
+        (["--backbone", "no_such_model"], "--backbone: timm has no model 'no_such_model'"),
     ],
 )
 def test_flops_refuses_a_wrong_flag_at_once(
@@ -236,8 +258,22 @@ def test_flops_refuses_a_wrong_flag_at_once(
     assert err.startswith("usage:") and flag in err.splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "value"), [("--model", "--backbone", "test_resnet"), ("--frames", "-T", "3")]
+)
+def test_flops_takes_the_old_spellings_without_listing_them(
+    flops: types.ModuleType, capsys: Any, old: str, new: str, value: str
+) -> None:
+    base = ["--size", "32", "16", "--backbone", "test_resnet"]
+    assert vars(flops.parse_args([*base, old, value])) == vars(flops.parse_args([*base, new, value]))
+    with pytest.raises(SystemExit):
+        flops.parse_args(["--help"])
+    listed = capsys.readouterr().out
+    assert new in listed and old not in listed
+
+
 def test_stages_by_index_and_by_name(flops: types.ModuleType) -> None:
-    args = flops.parse_args(["--model", "test_resnet", "--size", "32", "16", "--stages", "layer2", "3"])
+    args = flops.parse_args(["--backbone", "test_resnet", "--size", "32", "16", "--stages", "layer2", "3"])
     assert args.stages == ["layer2", 3]
     assert [shape[0] for shape in args.shapes] == ["layer2", "layer3"]
 

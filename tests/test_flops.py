@@ -120,9 +120,17 @@ def test_cuda_sdpa_kernels_have_formulas() -> None:
     assert [name for name in present if getattr(aten, name) not in registry] == []
 
 
-def test_bad_convention() -> None:
-    with pytest.raises(ValueError, match="'thop'"):
-        count_macs(nn.Linear(2, 2), torch.randn(1, 2), convention="thop")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("model", "convention", "error", "match"),
+    [
+        (nn.Linear(2, 2), "thop", ValueError, r"convention must be one of \('paper', 'full'\), got 'thop'$"),
+        (nn.Linear(2, 2), None, TypeError, r"convention must be one of .* got None \(NoneType\)$"),
+        (lambda x: x, "paper", TypeError, r"model must be an nn.Module, got <function .* \(function\)$"),
+    ],
+)
+def test_bad_arguments(model: object, convention: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        count_macs(model, torch.randn(1, 2), convention=convention)  # type: ignore[arg-type]
 
 
 def test_hooks_are_removed() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Union, overload
+from abc import abstractmethod
+from typing import Any, Union, overload
 
 import torch
 from einops import rearrange
@@ -36,7 +37,7 @@ def check_layout(layout: object) -> str:
     return layout
 
 
-def _reduced_channels(channels: int, reduction: int) -> int:
+def reduced_channels(channels: int, reduction: int) -> int:
     """``channels // reduction``, the width of a block's reduced projections, validated."""
     check_int("reduction", reduction)
     if channels // reduction < 1:
@@ -52,18 +53,26 @@ class ClipBlock(nn.Module):
     ``"BCTHW"`` (``(B, C, T, H, W)``, the layout of 3D CNNs and video libraries). A 5-D input carries its own
     ``T``; the output has the input's shape and layout.
 
-    It is the type of "any LSTRL block" (``isinstance(m, ClipBlock)`` finds :class:`MAE`, :class:`BME` and
-    :class:`LSTRLBlock` in a model), and the base of a block of your own: implement
-    ``_branch(frames, num_frames, return_maps)``, which receives the frames of ``B`` clips as one
-    ``(B*T, C, H, W)`` tensor (the frames of a clip contiguous) and returns the branch output of the same
-    shape plus a dict of maps (empty unless ``return_maps``), and ``_init_identity()`` if ``zero_init`` should
-    make it start as the identity; the output is ``x + branch``, in the input's layout.
+    It is the type of "any temporal block" (``isinstance(m, ClipBlock)`` finds :class:`MAE`, :class:`BME`,
+    :class:`LSTRLBlock` and blocks of your own in a model), and the base of a block of your own: implement
+    :meth:`branch`, and :meth:`init_identity` if the block should start as the identity (and
+    :meth:`reset_parameters` keep it so); the output is ``x + branch``, in the input's layout.
+    :func:`~lstrl_layers.inject_blocks` puts such a block after stages of any CNN.
 
     Args:
         channels: ``C``, channels of the input feature map.
         num_frames: ``T``, frames per clip of ``(B*T, C, H, W)`` inputs (a plain, settable attribute).
         layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"``.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ClipBlock:
+        if getattr(cls.branch, "__isabstractmethod__", False):
+            raise TypeError(
+                f"{cls.__name__} must implement branch(frames, num_frames, return_maps) -> (branch, maps) "
+                f"to be a ClipBlock: it receives the frames (B*T, C, H, W) of B clips and returns the "
+                f"residual branch of the same shape and a dict of maps (empty unless return_maps)"
+            )
+        return super().__new__(cls)
 
     def __init__(self, channels: int, num_frames: int, layout: str = "BTCHW") -> None:
         super().__init__()
@@ -80,11 +89,29 @@ class ClipBlock(nn.Module):
     def num_frames(self, value: int) -> None:
         self._num_frames = check_int("num_frames", value)
 
-    def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
-        raise NotImplementedError
+    @abstractmethod
+    def branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+        """The residual branch: what the block adds to its input (every block implements it).
 
-    def _init_identity(self) -> None:
-        """Make the block start as the identity where its ``zero_init`` asks for it (blocks with weights)."""
+        Args:
+            frames: the frames of ``B`` clips, validated, with the ``T`` frames of each clip contiguous.
+            num_frames: ``T``, frames per clip of ``frames`` (read from a 5-D input, else the block's own).
+            return_maps: also return the block's intermediate maps (for visualization).
+
+        Returns:
+            The branch output, of ``frames``' shape, and a dict of named maps (empty unless ``return_maps``).
+
+        Shape:
+            - frames: ``(B*T, C, H, W)``.
+            - Output: ``(B*T, C, H, W)``.
+        """
+
+    def init_identity(self) -> None:
+        """Make the block start as the identity, where it asks for that (e.g. ``zero_init``).
+
+        Called by :meth:`reset_parameters` after the children are initialized again; a block of your own
+        zeroes its last layer here (and calls it at the end of its ``__init__``). Does nothing by default.
+        """
 
     def reset_parameters(self) -> None:
         """Initialize the parameters again, as at construction (e.g. after building on ``device="meta"``)."""
@@ -92,7 +119,7 @@ class ClipBlock(nn.Module):
             reset = getattr(child, "reset_parameters", None)
             if callable(reset):
                 reset()
-        self._init_identity()
+        self.init_identity()
 
     def _expected(self) -> str:
         """What the block takes, in words, for error messages (built only when one is raised)."""
@@ -155,7 +182,7 @@ class ClipBlock(nn.Module):
             return_maps = bool(return_maps)  # the legacy ONNX exporter traces defaults
         check_bool("return_maps", return_maps)
         frames, num_frames = self._split_layout(x)
-        branch, maps = self._branch(frames, num_frames, return_maps)
+        branch, maps = self.branch(frames, num_frames, return_maps)
         out = frames + branch
         if x.ndim == 5:
             out = rearrange(out, f"(b t) c h w -> {_PATTERNS[self.layout]}", t=num_frames)

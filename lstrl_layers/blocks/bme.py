@@ -10,7 +10,7 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from .._checks import check_bool, got
-from .base import ClipBlock, Maps, _reduced_channels
+from .base import ClipBlock, Maps, reduced_channels
 
 _DIRECTIONS = {"forward": ("Mf", 1), "backward": ("Mb", -1)}  # map name, offset of the neighbouring frame
 _MODES = ("global", "local")
@@ -104,7 +104,7 @@ class BME(ClipBlock):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(channels, num_frames, layout)
-        reduced = _reduced_channels(channels, reduction)
+        reduced = reduced_channels(channels, reduction)
         directions = (directions,) if isinstance(directions, str) else tuple(directions)
         if (
             not directions
@@ -135,9 +135,10 @@ class BME(ClipBlock):
         self.act = act_layer()
         if not isinstance(self.act, nn.Module):
             raise TypeError(f"act_layer() must return an nn.Module, got {got(self.act)}")
-        self._init_identity()
+        self.init_identity()
 
-    def _init_identity(self) -> None:
+    def init_identity(self) -> None:
+        r"""With ``zero_init``, zero :math:`\upsilon`'s weights and set its bias to ``1e-6`` (see above)."""
         if self.zero_init:
             nn.init.zeros_(self.upsilon.weight)  # F^m = act(υ bias) at construction
             nn.init.constant_(self.upsilon.bias, _IDENTITY_BIAS)  # type: ignore[arg-type]
@@ -148,7 +149,8 @@ class BME(ClipBlock):
             f"mode={self.mode!r}, edge={self.edge!r}, zero_init={self.zero_init}, layout={self.layout!r}"
         )
 
-    def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+    def branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+        """:math:`F^m` of Eq. 4-6, and the motion maps ``"Mf"``, ``"Mb"`` where asked (see the class)."""
         if self.training and torch.is_grad_enabled() and isinstance(num_frames, int) and num_frames == 1:
             warnings.warn(
                 "BME is training on clips of T=1 frame, which have no neighbour: its motion is zero, so "

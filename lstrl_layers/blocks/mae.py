@@ -12,7 +12,7 @@ from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
 from .._checks import check_bool, check_float, got
-from .base import ClipBlock, Maps, _reduced_channels
+from .base import ClipBlock, Maps, reduced_channels
 
 # E(.) of Eq. 2: extend D^i X1 (rows of granularity i) back to every position of the clip, frames layout.
 _EXTEND = {
@@ -95,7 +95,7 @@ class MAE(ClipBlock):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(channels, num_frames, layout)
-        reduced = _reduced_channels(channels, reduction)
+        reduced = reduced_channels(channels, reduction)
         self.granularities = _check_granularities(granularities)
         self.scale = check_float("scale", scale, "a positive, finite float", low=0.0, low_inclusive=False)
         self.zero_init = check_bool("zero_init", zero_init)
@@ -103,9 +103,10 @@ class MAE(ClipBlock):
         self.omega2 = nn.Conv2d(  # ω2: [A_1..A_4] -> C
             len(self.granularities) * reduced, channels, 1, device=device, dtype=dtype
         )
-        self._init_identity()
+        self.init_identity()
 
-    def _init_identity(self) -> None:
+    def init_identity(self) -> None:
+        r"""With ``zero_init``, zero :math:`\omega_2` (weight and bias): :math:`F^a = 0`."""
         if self.zero_init:
             for param in self.omega2.parameters():  # weight and bias: F^a = 0 at construction
                 nn.init.zeros_(param)
@@ -116,7 +117,8 @@ class MAE(ClipBlock):
             f"scale={self.scale}, layout={self.layout!r}"
         )
 
-    def _branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+    def branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
+        """:math:`F^a` of Eq. 1-3, and the maps :math:`D^i` where asked (see the class)."""
         height, width = frames.shape[-2:]
         sizes = dict(t=num_frames, h=height, w=width)
         x1 = rearrange(self.omega1(frames), "(b t) c h w -> b (t h w) c", t=num_frames)  # X1: (B, THW, C/4)

@@ -1,7 +1,8 @@
 """``argparse`` types for command lines over the library: a wrong value fails at once, with the usage line.
 
-Used by the example and benchmark scripts (``type=positive_int``, ``nargs="+", type=stage``, ...); each raises
-:class:`argparse.ArgumentTypeError` with what was expected and what came.
+Used by the ``lstrl`` command and the example and benchmark scripts (``type=positive_int``, ``nargs="+",
+type=stage``, ...); each raises :class:`argparse.ArgumentTypeError` with what was expected and what came.
+:func:`add_num_frames` and :func:`add_backbone` add the options every script spells the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from pathlib import Path
 from typing import Union
 
 __all__ = [
+    "DEVICE_HELP",
+    "Stage",
+    "add_backbone",
+    "add_num_frames",
+    "default_device",
+    "device",
     "existing_file",
     "int_at_least",
     "non_negative_int",
@@ -93,10 +100,34 @@ def add_num_frames(
     ``old`` spellings (``--frames``, ``--seq-len``) are still accepted for one release, without a help line.
     """
     parser.add_argument("-T", "--num-frames", dest=dest, type=positive_int, default=default, help=help)
-    for flag in old:
-        parser.add_argument(
-            flag, dest=dest, type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS
-        )
+    _add_old_spellings(parser, old, dest, positive_int)
+
+
+def add_backbone(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    default: str | None,
+    help: str,
+    type: Callable[[str], str] = timm_model,
+    old: tuple[str, ...] = (),
+) -> None:
+    """``--backbone``, the one spelling of the backbone (a timm model by name, by default) in every script;
+    the value goes to ``args.backbone``.
+
+    ``old`` spellings (``--model``) are still accepted for one release, without a help line.
+    """
+    parser.add_argument("--backbone", type=type, default=default, metavar="NAME", help=help)
+    _add_old_spellings(parser, old, "backbone", type)
+
+
+def _add_old_spellings(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flags: tuple[str, ...],
+    dest: str,
+    type: Callable[[str], object],
+) -> None:
+    """``flags`` as unlisted spellings of the option stored at ``dest`` (they leave its default alone)."""
+    for flag in flags:
+        parser.add_argument(flag, dest=dest, type=type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda if available)"

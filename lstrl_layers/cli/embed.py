@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..reid.engine.settings import TEST_SAMPLINGS
+from ..reid.sampling import TEST_SAMPLINGS
 from .argtypes import DEVICE_HELP, add_num_frames, default_device, device, positive_int
 from .models import LoadedModel, load_onnx, load_torch
 

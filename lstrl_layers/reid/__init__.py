@@ -2,7 +2,9 @@
 
 :func:`fit` and :func:`evaluate` (:mod:`~lstrl_layers.reid.engine`) train and evaluate a
 :class:`~lstrl_layers.VideoReIDNet` with the paper's recipe, in one process or under ``torchrun``; they are
-what ``examples/train_video_reid.py`` and ``benchmarks/ablation.py`` run. :func:`save_model` and
+what ``examples/train_video_reid.py`` and ``benchmarks/ablation.py`` run; a :class:`Hook` runs your code
+inside that loop. :func:`read_dataset` reads a data set by name (:func:`register_dataset` adds yours).
+:func:`save_model` and
 :func:`load_model` (:mod:`~lstrl_layers.reid.engine.checkpoint`) store a trained model with the arguments that
 rebuild it. The pieces, to build your own loop:
 
@@ -27,15 +29,27 @@ from .data import (
     VideoReIDData,
     clip_transforms,
     collate_test_clips,
+    dataset_names,
+    read_dataset,
     read_ilidsvid,
     read_lsvid,
     read_mars,
     read_rgb,
+    register_dataset,
     synthetic_motion_reid,
     synthetic_occlusion_reid,
     synthetic_video_reid,
 )
-from .engine import NonFiniteLoss, TrainingInterrupted, TrainSettings, evaluate, fit
+from .engine import (
+    FitResult,
+    Hook,
+    NonFiniteLoss,
+    TrainingInterrupted,
+    TrainSettings,
+    TrainState,
+    evaluate,
+    fit,
+)
 from .engine.checkpoint import load_model, save_model
 from .losses import BatchHardTripletLoss, ReIDLoss, batch_hard_triplet_loss, euclidean_distances
 from .metrics import ReIDResult, evaluate_ranking, pair_auc, pairwise_distances
@@ -53,12 +67,15 @@ from .sampling import (
 __all__ = [
     "BatchHardTripletLoss",
     "ClipDataset",
+    "FitResult",
+    "Hook",
     "NonFiniteLoss",
     "PKBatchSampler",
     "RankedRow",
     "ReIDLoss",
     "ReIDResult",
     "TrainSettings",
+    "TrainState",
     "TrainingInterrupted",
     "Tracklet",
     "UnreadableFrame",
@@ -68,6 +85,7 @@ __all__ = [
     "chunk_first_indices",
     "clip_transforms",
     "collate_test_clips",
+    "dataset_names",
     "dense_clip_indices",
     "euclidean_distances",
     "even_indices",
@@ -80,10 +98,12 @@ __all__ = [
     "plot_cmc",
     "plot_ranked",
     "ranked_rows",
+    "read_dataset",
     "read_ilidsvid",
     "read_lsvid",
     "read_mars",
     "read_rgb",
+    "register_dataset",
     "rerank",
     "restricted_random_indices",
     "save_model",

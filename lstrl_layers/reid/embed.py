@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader
 
 from .._checks import check_int, check_size
 from .._files import atomic_path
-from .data import ClipDataset, Sampling, Tracklet, clip_transforms, collate_test_clips
+from .data import ClipDataset, Tracklet, clip_transforms, collate_test_clips
 from .engine.runtime import progress
+from .sampling import TEST_SAMPLINGS, Sampling
 
 __all__ = ["IMAGE_SUFFIXES", "TrackletFolders", "embed_tracklets", "read_tracklet_folders", "save_embeddings"]
 
@@ -123,7 +124,8 @@ def embed_tracklets(
         tracklets: e.g. :func:`read_tracklet_folders`'s.
         num_frames: ``T``, frames per clip.
         size: ``(H, W)`` of the frames.
-        sampling: ``"dense"``, ``"first"`` or ``"even"``.
+        sampling: one of :data:`~lstrl_layers.reid.sampling.TEST_SAMPLINGS` (``"first"``, ``"even"``,
+            ``"dense"``).
         batch_size: clips per call of ``model``.
         max_clips: at most this many clips per tracklet (``"dense"``).
         device: where the clips go (the model's device).
@@ -133,11 +135,12 @@ def embed_tracklets(
         ``(len(tracklets), D)`` float32 embeddings, on the CPU.
 
     Raises:
-        ValueError: an argument out of range; :class:`~lstrl_layers.reid.UnreadableFrame`: a frame that
-            cannot be decoded (the message names the file).
+        TypeError: an argument of the wrong type.
+        ValueError: an argument out of range, a sampling that is not a test sampling (``"rrs"``).
+        UnreadableFrame: a frame that cannot be decoded (the message names the file).
     """
-    if sampling == "rrs":
-        raise ValueError("sampling must be 'dense', 'first' or 'even' (test clips), got 'rrs' (training)")
+    if isinstance(sampling, str) and sampling not in TEST_SAMPLINGS:
+        raise ValueError(f"sampling must be one of {TEST_SAMPLINGS} (test clips), got {sampling!r}")
     if isinstance(model, nn.Module) and model.training:
         raise ValueError("model is in train mode: call model.eval() before embedding")
     check_int("batch_size", batch_size)

@@ -57,24 +57,24 @@ def _check_features(name: str, features: object, shape: str = "(N, D)") -> None:
         raise ValueError(f"{name} must be {shape}, got shape {tuple(features.shape)}")
 
 
-def _check_labels(labels: object, reference: Tensor, reference_name: str = "features") -> None:
-    """Integer labels ``(N,)`` for the ``N`` rows of ``reference``, on its device."""
+def _check_pids(pids: object, reference: Tensor, reference_name: str = "features") -> None:
+    """Integer identities ``(N,)`` for the ``N`` rows of ``reference``, on its device."""
     if (
-        not isinstance(labels, Tensor)
-        or labels.is_floating_point()
-        or labels.is_complex()
-        or labels.dtype == torch.bool
+        not isinstance(pids, Tensor)
+        or pids.is_floating_point()
+        or pids.is_complex()
+        or pids.dtype == torch.bool
     ):
-        kind = f"a {labels.dtype} tensor" if isinstance(labels, Tensor) else got(labels)
-        raise TypeError(f"labels must be an integer tensor (N,) of identity labels, got {kind}")
-    if labels.shape != reference.shape[:1]:
+        kind = f"a {pids.dtype} tensor" if isinstance(pids, Tensor) else got(pids)
+        raise TypeError(f"pids must be an integer tensor (N,) of identities, got {kind}")
+    if pids.shape != reference.shape[:1]:
         raise ValueError(
-            f"labels must be (N,) with the N of {reference_name} {tuple(reference.shape)}, "
-            f"got shape {tuple(labels.shape)}"
+            f"pids must be (N,) with the N of {reference_name} {tuple(reference.shape)}, "
+            f"got shape {tuple(pids.shape)}"
         )
-    if labels.device != reference.device:
+    if pids.device != reference.device:
         raise ValueError(
-            f"labels must be on the device of {reference_name} ({reference.device}), got {labels.device}"
+            f"pids must be on the device of {reference_name} ({reference.device}), got {pids.device}"
         )
 
 
@@ -85,7 +85,7 @@ def _check_margin(margin: object) -> float | None:
 
 
 def batch_hard_triplet_loss(
-    features: Tensor, labels: Tensor, margin: float | None = 0.3, normalize: bool = False
+    features: Tensor, pids: Tensor, margin: float | None = 0.3, normalize: bool = False
 ) -> Tensor:
     r"""Batch-hard triplet loss: for each anchor, its farthest positive and its closest negative in the batch.
 
@@ -97,18 +97,18 @@ def batch_hard_triplet_loss(
 
     Args:
         features: ``(N, D)`` embeddings.
-        labels: ``(N,)`` identity labels.
+        pids: ``(N,)`` identities.
         margin: ``m`` (paper: 0.3). ``None`` gives the soft-margin variant ``softplus(d_ap - d_an)``.
         normalize: L2-normalize the features first.
 
     Raises:
-        TypeError: features not a floating-point tensor, labels not an integer tensor, a bad ``margin`` or
+        TypeError: features not a floating-point tensor, pids not an integer tensor, a bad ``margin`` or
             ``normalize`` type.
-        ValueError: shapes that do not match, an empty batch, labels on another device, a negative or
+        ValueError: shapes that do not match, an empty batch, pids on another device, a negative or
             non-finite ``margin``.
     """
     _check_features("features", features)
-    _check_labels(labels, features)
+    _check_pids(pids, features)
     if len(features) == 0:
         raise ValueError(f"features must hold at least one sample, got shape {tuple(features.shape)}")
     margin = _check_margin(margin)
@@ -116,8 +116,8 @@ def batch_hard_triplet_loss(
     if normalize:
         features = F.normalize(features, dim=1)
     dist = euclidean_distances(features)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    same = pids[:, None] == pids[None, :]
+    positive = same & ~torch.eye(len(pids), dtype=torch.bool, device=pids.device)
     negative = ~same
     hardest_positive = dist.masked_fill(~positive, float("-inf")).amax(dim=1)
     hardest_negative = dist.masked_fill(~negative, float("inf")).amin(dim=1)
@@ -140,12 +140,12 @@ class BatchHardTripletLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"margin={self.margin}, normalize={self.normalize}"
 
-    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        return batch_hard_triplet_loss(features, labels, self.margin, self.normalize)
+    def forward(self, features: Tensor, pids: Tensor) -> Tensor:
+        return batch_hard_triplet_loss(features, pids, self.margin, self.normalize)
 
 
 class ReIDLoss(nn.Module):
-    """``ce_weight * CE(logits, labels) + triplet_weight * triplet(features, labels)`` (paper §3).
+    """``ce_weight * CE(logits, pids) + triplet_weight * triplet(features, pids)`` (paper §3).
 
     ``forward`` returns the total and a dict of the detached parts (``"ce"``, ``"triplet"``) for logging.
 
@@ -155,11 +155,11 @@ class ReIDLoss(nn.Module):
         ce_weight: weight of the cross-entropy (paper: 1), finite, ``>= 0``.
         triplet_weight: weight of the triplet term (paper: 1), finite, ``>= 0``; not both weights 0.
 
-    ``forward(logits, features, labels)``: logits ``(N, num_classes)``, features ``(N, D)``, labels ``(N,)``
-    integers in ``[0, num_classes)`` (checked before the loss, so that a bad label on a GPU gives this error
+    ``forward(logits, features, pids)``: logits ``(N, num_classes)``, features ``(N, D)``, pids ``(N,)``
+    integers in ``[0, num_classes)`` (checked before the loss, so that a bad identity on a GPU gives this error
     rather than a device-side assert).
 
-    Across processes (DDP), pass ``mining=(features, labels)`` of the whole global batch (this process's
+    Across processes (DDP), pass ``mining=(features, pids)`` of the whole global batch (this process's
     rows keeping their gradient): the triplet term then mines over the global batch, as one process on the
     whole batch would, and ``triplet_scale`` (the number of processes) undoes DDP's averaging of a term that
     every process computes in full. The logged parts stay unscaled.
@@ -187,21 +187,21 @@ class ReIDLoss(nn.Module):
         self,
         logits: Tensor,
         features: Tensor,
-        labels: Tensor,
+        pids: Tensor,
         mining: tuple[Tensor, Tensor] | None = None,
         triplet_scale: float = 1.0,
     ) -> tuple[Tensor, dict[str, float]]:
         _check_features("logits", logits, "(N, num_classes)")
-        _check_labels(labels, logits, "logits")
+        _check_pids(pids, logits, "logits")
         num_classes = logits.shape[1]
-        if len(labels) and not bool(((labels >= 0) & (labels < num_classes)).all()):
-            bad = labels[(labels < 0) | (labels >= num_classes)][0]
+        if len(pids) and not bool(((pids >= 0) & (pids < num_classes)).all()):
+            bad = pids[(pids < 0) | (pids >= num_classes)][0]
             raise ValueError(
-                f"labels must be class indices in [0, {num_classes}) for logits {tuple(logits.shape)}, "
+                f"pids must be class indices in [0, {num_classes}) for logits {tuple(logits.shape)}, "
                 f"got {int(bad)}"
             )
-        ce = self.cross_entropy(logits.float(), labels)
-        triplet = self.triplet(*(mining if mining is not None else (features, labels)))
+        ce = self.cross_entropy(logits.float(), pids)
+        triplet = self.triplet(*(mining if mining is not None else (features, pids)))
         total = self.ce_weight * ce + self.triplet_weight * triplet_scale * triplet
         ce_value, triplet_value = float(ce.detach()), float(triplet.detach())
         return total, {

@@ -1,6 +1,7 @@
 """Standard ReID evaluation: query-gallery distances, CMC (rank-k) and mAP.
 
-Protocol (as in the MARS and iLIDS-VID evaluations): for each query the gallery is ranked by distance, then
+Protocol (as in the MARS and iLIDS-VID evaluations; :mod:`~lstrl_layers.reid.ranking` implements the ranking
+and its exclusions): for each query the gallery is ranked by distance, then
 
 - gallery entries of the **same identity and the same camera** as the query are removed (they are not
   cross-camera matches; this also removes the query itself when the gallery contains it);
@@ -23,7 +24,7 @@ a pair last (use it to mask pairs out); NaN has no rank and is refused.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,8 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_float, check_int, got, integer_labels
+from .._checks import check_float, check_int, got
 from .losses import euclidean_distances
+from .ranking import (
+    average_precision,
+    check_ranking,
+    inverse_negative_penalty,
+    nothing_to_score,
+    scored_rankings,
+)
 
 __all__ = ["ReIDResult", "evaluate_ranking", "pair_auc", "pairwise_distances"]
 
@@ -105,35 +113,12 @@ class ReIDResult:
         return f"mAP {100 * self.mAP:.1f}, mINP {100 * self.mINP:.1f}, {ranks} over {scored} queries{skipped}"
 
 
-def _as_distances(distances: object) -> np.ndarray:
-    """A 2-D real-valued distance matrix as float64; NaN refused, +-inf kept (they rank first / last)."""
-    if isinstance(distances, Tensor):
-        array = distances.detach().cpu().numpy()
-    elif isinstance(distances, (str, bytes, Mapping)):
-        raise TypeError(f"distances must be a (Q, G) matrix of numbers, got {got(distances)}")
-    else:
-        array = np.asarray(distances)
-    if array.dtype.kind not in "iuf":  # bool, complex, str, object
-        raise TypeError(f"distances must be a (Q, G) matrix of real numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"distances must be a (Q, G) matrix, got shape {tuple(array.shape)}")
-    array = array.astype(np.float64)
-    nan = np.isnan(array)
-    if nan.any():
-        q, g = (int(i) for i in np.argwhere(nan)[0])
-        raise ValueError(
-            f"distances must not hold NaN, got {int(nan.sum())} NaN (the first at query {q}, gallery {g}); "
-            "use +inf to rank a pair last"
-        )
-    return array
-
-
 def evaluate_ranking(
     distances: Tensor | np.ndarray | Sequence[Sequence[float]],
-    query_ids: Tensor | np.ndarray | Sequence[int],
-    gallery_ids: Tensor | np.ndarray | Sequence[int],
-    query_cams: Tensor | np.ndarray | Sequence[int],
-    gallery_cams: Tensor | np.ndarray | Sequence[int],
+    query_pids: Tensor | np.ndarray | Sequence[int],
+    gallery_pids: Tensor | np.ndarray | Sequence[int],
+    query_camids: Tensor | np.ndarray | Sequence[int],
+    gallery_camids: Tensor | np.ndarray | Sequence[int],
     max_rank: int = 20,
     junk_ids: Iterable[int] = (-1,),
 ) -> ReIDResult:
@@ -143,43 +128,44 @@ def evaluate_ranking(
     negatives (MARS: ``(-1,)``; ``()`` for none). A query with fewer than ``max_rank`` valid gallery
     entries counts as matched at the ranks beyond them if it matched at all.
 
-    Identities and cameras are integers (tensors, arrays or lists; whole-number floats such as ``2.0`` are
-    accepted, ``1.7`` is refused rather than truncated). ``+inf`` distances are allowed (the pair ranks
-    last); NaN is refused.
+    Identities (``query_pids``, ``gallery_pids``) and cameras (``query_camids``, ``gallery_camids``) are
+    integers (tensors, arrays or lists; whole-number floats such as ``2.0`` are accepted, ``1.7`` is refused
+    rather than truncated). ``+inf`` distances are allowed (the pair ranks last); NaN is refused.
 
     Raises:
-        TypeError: non-numeric distances, non-integer labels, ``max_rank`` not an int.
+        TypeError: non-numeric distances, identities or cameras that are not integers, ``max_rank`` not an
+            int.
         ValueError: NaN distances, shapes that do not match, an empty query set or gallery, or no query with
             a valid match in the gallery (nothing to score).
     """
-    inputs = _ranking_inputs(distances, query_ids, gallery_ids, query_cams, gallery_cams, junk_ids)
+    ranking = check_ranking(distances, query_pids, gallery_pids, query_camids, gallery_camids, junk_ids)
     check_int("max_rank", max_rank)
     cmc_sum = np.zeros(max_rank)
     average_precisions, inverse_negative_penalties = [], []
-    for _, _, matches in _scored_rankings(inputs):
+    for _, _, matches in scored_rankings(ranking):
         first_hit = int(np.argmax(matches))
         if first_hit < max_rank:
             cmc_sum[first_hit:] += 1
-        average_precisions.append(_average_precision(matches))
-        inverse_negative_penalties.append(_inverse_negative_penalty(matches))
+        average_precisions.append(average_precision(matches))
+        inverse_negative_penalties.append(inverse_negative_penalty(matches))
     scored = len(average_precisions)
     if not scored:
-        raise _nothing_to_score(inputs)
+        raise nothing_to_score(ranking)
     return ReIDResult(
         cmc=cmc_sum / scored,
         mAP=float(np.mean(average_precisions)),
         mINP=float(np.mean(inverse_negative_penalties)),
-        num_queries=len(inputs.query_ids),
-        num_skipped=len(inputs.query_ids) - scored,
+        num_queries=len(ranking.query_pids),
+        num_skipped=len(ranking.query_pids) - scored,
     )
 
 
 def pair_auc(
     distances: Tensor | np.ndarray | Sequence[Sequence[float]],
-    query_ids: Tensor | np.ndarray | Sequence[int],
-    gallery_ids: Tensor | np.ndarray | Sequence[int],
-    query_cams: Tensor | np.ndarray | Sequence[int],
-    gallery_cams: Tensor | np.ndarray | Sequence[int],
+    query_pids: Tensor | np.ndarray | Sequence[int],
+    gallery_pids: Tensor | np.ndarray | Sequence[int],
+    query_camids: Tensor | np.ndarray | Sequence[int],
+    gallery_camids: Tensor | np.ndarray | Sequence[int],
     partners: Mapping[int, int],
     tolerance: float = 1e-5,
 ) -> float:
@@ -197,24 +183,24 @@ def pair_auc(
     the comparison.
 
     Raises:
-        TypeError: non-numeric distances, non-integer labels, ``partners`` not a mapping of ints, a
-            non-numeric ``tolerance``.
+        TypeError: non-numeric distances, identities or cameras that are not integers, ``partners`` not a
+            mapping of ints, a non-numeric ``tolerance``.
         ValueError: shapes that do not match, or no query with gallery entries of itself and its partner in
             other cameras.
     """
-    inputs = _ranking_inputs(distances, query_ids, gallery_ids, query_cams, gallery_cams, ())
+    ranking = check_ranking(distances, query_pids, gallery_pids, query_camids, gallery_camids, ())
     if not isinstance(partners, Mapping) or not all(
         isinstance(k, numbers.Integral) and isinstance(v, numbers.Integral) for k, v in partners.items()
     ):
         raise TypeError(f"partners must map identities (int) to identities (int), got {got(partners)}")
     check_float("tolerance", tolerance, "a float >= 0", low=0.0)
     scores = []
-    for q, (identity, camera) in enumerate(zip(inputs.query_ids, inputs.query_cams)):
-        if int(identity) not in partners:
+    for q, (pid, camid) in enumerate(zip(ranking.query_pids, ranking.query_camids)):
+        if int(pid) not in partners:
             continue
-        other_camera = inputs.gallery_cams != camera
-        own = inputs.distances[q, other_camera & (inputs.gallery_ids == identity)]
-        partner = inputs.distances[q, other_camera & (inputs.gallery_ids == partners[int(identity)])]
+        other_camera = ranking.gallery_camids != camid
+        own = ranking.distances[q, other_camera & (ranking.gallery_pids == pid)]
+        partner = ranking.distances[q, other_camera & (ranking.gallery_pids == partners[int(pid)])]
         if own.size and partner.size:
             difference = partner[None, :] - own[:, None]  # > 0: the own entry is closer
             wins = np.where(np.abs(difference) <= tolerance, 0.5, (difference > 0).astype(np.float64))
@@ -222,88 +208,6 @@ def pair_auc(
     if not scores:
         raise ValueError(
             f"no query has gallery entries of its own identity and of its partner in other cameras "
-            f"({len(inputs.query_ids)} queries, {len(partners)} identities in partners)"
+            f"({len(ranking.query_pids)} queries, {len(partners)} identities in partners)"
         )
     return float(np.mean(scores))
-
-
-@dataclass(frozen=True)
-class _RankingInputs:
-    """The checked arguments of :func:`evaluate_ranking`, as NumPy arrays."""
-
-    distances: np.ndarray  # (Q, G) float64
-    query_ids: np.ndarray  # (Q,) int64, and so on
-    gallery_ids: np.ndarray
-    query_cams: np.ndarray
-    gallery_cams: np.ndarray
-    junk_ids: np.ndarray
-
-
-def _ranking_inputs(
-    distances: object,
-    query_ids: object,
-    gallery_ids: object,
-    query_cams: object,
-    gallery_cams: object,
-    junk_ids: object,
-) -> _RankingInputs:
-    """The distances and labels of a ranking, checked (see :func:`evaluate_ranking` for what is refused)."""
-    dist = _as_distances(distances)
-    q_ids, g_ids = integer_labels("query_ids", query_ids), integer_labels("gallery_ids", gallery_ids)
-    q_cams, g_cams = integer_labels("query_cams", query_cams), integer_labels("gallery_cams", gallery_cams)
-    if dist.shape != (len(q_ids), len(g_ids)) or len(q_cams) != len(q_ids) or len(g_cams) != len(g_ids):
-        raise ValueError(
-            f"distances {dist.shape} must be (len(query_ids), len(gallery_ids)) = "
-            f"({len(q_ids)}, {len(g_ids)}), with as many query cams ({len(q_cams)}) and gallery cams "
-            f"({len(g_cams)})"
-        )
-    if dist.size == 0:
-        raise ValueError(
-            f"the query set and the gallery must not be empty, got distances of shape {dist.shape}"
-        )
-    if isinstance(junk_ids, (str, bytes)) or not isinstance(junk_ids, Iterable):
-        raise TypeError(f"junk_ids must be a list of identities, e.g. (-1,) or (), got {got(junk_ids)}")
-    junk = list(junk_ids)
-    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in junk):
-        raise TypeError(f"junk_ids must hold integer identities, got {junk!r}")
-    return _RankingInputs(dist, q_ids, g_ids, q_cams, g_cams, np.array(junk, dtype=np.int64))
-
-
-def _scored_rankings(inputs: _RankingInputs) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(query, gallery, matches)`` for each query that can be scored, in query order.
-
-    ``gallery``: the indices of the gallery entries left after the exclusions, closest first; ``matches``:
-    which of them are true matches (at least one is).
-    """
-    junk = np.isin(inputs.gallery_ids, inputs.junk_ids)
-    for q, (identity, camera) in enumerate(zip(inputs.query_ids, inputs.query_cams)):
-        if identity in inputs.junk_ids:
-            continue
-        order = np.argsort(inputs.distances[q], kind="stable")
-        same = inputs.gallery_ids[order] == identity
-        kept = order[~(junk[order] | (same & (inputs.gallery_cams[order] == camera)))]
-        matches = inputs.gallery_ids[kept] == identity
-        if matches.any():
-            yield q, kept, matches
-
-
-def _average_precision(matches: np.ndarray) -> float:
-    """The mean, over the true matches of a ranked list, of the precision at each match's rank."""
-    hit_ranks = np.flatnonzero(matches) + 1  # 1-based ranks of the true matches
-    return float((np.arange(1, len(hit_ranks) + 1) / hit_ranks).mean())
-
-
-def _inverse_negative_penalty(matches: np.ndarray) -> float:
-    """The number of true matches of a ranked list over the rank of the last one."""
-    hit_ranks = np.flatnonzero(matches) + 1
-    return float(len(hit_ranks) / hit_ranks[-1])
-
-
-def _nothing_to_score(inputs: _RankingInputs) -> ValueError:
-    """The error for a ranking in which no query has a valid match."""
-    return ValueError(
-        f"no query has a valid match in the gallery ({len(inputs.query_ids)} queries, "
-        f"{len(inputs.gallery_ids)} gallery entries): a match needs the query's identity, a camera other "
-        f"than the query's, and an identity not in junk_ids={tuple(int(i) for i in inputs.junk_ids)}; check "
-        "that the query and gallery labels belong together"
-    )

@@ -11,8 +11,9 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int, check_optional_mapping, check_stages, got
-from ..surgery.inject import inject_lstrl, use_num_frames
+from .._checks import check_bool, check_int, check_stages, got
+from ..blocks.lstrl import LSTRLArgs
+from ..surgery.inject import inject_blocks, use_num_frames
 from ..surgery.last_stride import set_last_stride_one
 from ..surgery.probe import probe_input, run_probe
 from ..surgery.stages import Stage
@@ -156,27 +157,22 @@ class VideoReIDNet(nn.Module):
         check_int("num_classes", num_classes)
         stages = check_stages("stages", stages, allow_empty=True)
         check_int("num_frames", num_frames)
-        for flag_name, flag in (
-            ("mae", mae),
-            ("bme", bme),
-            ("pretrained", pretrained),
-            ("zero_init", zero_init),
-        ):
-            check_bool(flag_name, flag)
+        lstrl = LSTRLArgs(mae, bme, zero_init, mae_kwargs, bme_kwargs)  # mae=bme=False: the baseline
+        check_bool("pretrained", pretrained)
         if isinstance(last_stride, bool) or not isinstance(last_stride, int):
             raise TypeError(f"last_stride must be 1 or 2, got {got(last_stride)}")
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
-        for name, enabled, kwargs in (("mae", mae, mae_kwargs), ("bme", bme, bme_kwargs)):
-            if check_optional_mapping(f"{name}_kwargs", kwargs) and not (stages and enabled):
+        for name, enabled, kwargs in (("mae", mae, lstrl.mae_kwargs), ("bme", bme, lstrl.bme_kwargs)):
+            if kwargs and not stages:  # kwargs of a branch that is off: refused by LSTRLArgs
                 raise ValueError(
                     f"{name}_kwargs apply to the {name.upper()} blocks, and this model has none "
-                    f"(stages={stages!r}, {name}={enabled}), got {name}_kwargs={dict(kwargs or {})!r}"
+                    f"(stages={stages!r}, {name}={enabled}), got {name}_kwargs={dict(kwargs)!r}"
                 )
         self.config: dict[str, Any] = dict(  # the arguments that rebuild this model (see reid.load_model)
             backbone=backbone, num_classes=num_classes, stages=stages, num_frames=num_frames,
             mae=mae, bme=bme, pretrained=pretrained, last_stride=last_stride, zero_init=zero_init,
-            mae_kwargs=dict(mae_kwargs or {}), bme_kwargs=dict(bme_kwargs or {}),
+            mae_kwargs=dict(lstrl.mae_kwargs or {}), bme_kwargs=dict(lstrl.bme_kwargs or {}),
             input_size=None if input_size is None else tuple(input_size), **timm_kwargs,
         )  # fmt: skip
         if isinstance(backbone, str):
@@ -196,10 +192,9 @@ class VideoReIDNet(nn.Module):
         undo_last_stride = set_last_stride_one(self.backbone, example) if last_stride == 1 else None
         if stages and (mae or bme):
             try:
-                inject_lstrl(
-                    self.backbone, stages, num_frames=num_frames, mae=mae, bme=bme, zero_init=zero_init,
-                    mae_kwargs=mae_kwargs, bme_kwargs=bme_kwargs, example_input=example,
-                )  # fmt: skip
+                inject_blocks(
+                    self.backbone, stages, lstrl.build, num_frames=num_frames, example_input=example
+                )
             except (TypeError, ValueError):
                 if undo_last_stride is not None:
                     undo_last_stride()

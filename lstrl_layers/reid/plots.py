@@ -20,14 +20,8 @@ from torch import Tensor
 
 from .._checks import check_int, got
 from .._files import atomic_path
-from .metrics import (
-    ReIDResult,
-    _average_precision,
-    _nothing_to_score,
-    _ranking_inputs,
-    _RankingInputs,
-    _scored_rankings,
-)
+from .metrics import ReIDResult
+from .ranking import RankingInputs, average_precision, check_ranking, nothing_to_score, scored_rankings
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,10 +51,10 @@ class RankedRow(NamedTuple):
 
 def ranked_rows(
     distances: Tensor | np.ndarray | Sequence[Sequence[float]],
-    query_ids: Tensor | np.ndarray | Sequence[int],
-    gallery_ids: Tensor | np.ndarray | Sequence[int],
-    query_cams: Tensor | np.ndarray | Sequence[int],
-    gallery_cams: Tensor | np.ndarray | Sequence[int],
+    query_pids: Tensor | np.ndarray | Sequence[int],
+    gallery_pids: Tensor | np.ndarray | Sequence[int],
+    query_camids: Tensor | np.ndarray | Sequence[int],
+    gallery_camids: Tensor | np.ndarray | Sequence[int],
     num_queries: int = 8,
     top_k: int = 10,
     junk_ids: Iterable[int] = (-1,),
@@ -80,8 +74,8 @@ def ranked_rows(
         ValueError: as :func:`~lstrl_layers.reid.evaluate_ranking`, including no query with a valid match;
             ``num_queries < 1`` or ``top_k < 1``.
     """
-    inputs = _ranking_inputs(distances, query_ids, gallery_ids, query_cams, gallery_cams, junk_ids)
-    return _worst_rows(inputs, check_int("num_queries", num_queries), check_int("top_k", top_k))
+    ranking = check_ranking(distances, query_pids, gallery_pids, query_camids, gallery_camids, junk_ids)
+    return _worst_rows(ranking, check_int("num_queries", num_queries), check_int("top_k", top_k))
 
 
 def plot_cmc(results: Mapping[str, ReIDResult], path: str | os.PathLike[str], max_rank: int = 20) -> None:
@@ -144,10 +138,10 @@ def plot_cmc(results: Mapping[str, ReIDResult], path: str | os.PathLike[str], ma
 
 def plot_ranked(
     distances: Tensor | np.ndarray | Sequence[Sequence[float]],
-    query_ids: Tensor | np.ndarray | Sequence[int],
-    gallery_ids: Tensor | np.ndarray | Sequence[int],
-    query_cams: Tensor | np.ndarray | Sequence[int],
-    gallery_cams: Tensor | np.ndarray | Sequence[int],
+    query_pids: Tensor | np.ndarray | Sequence[int],
+    gallery_pids: Tensor | np.ndarray | Sequence[int],
+    query_camids: Tensor | np.ndarray | Sequence[int],
+    gallery_camids: Tensor | np.ndarray | Sequence[int],
     query_frames: Callable[[int], Tensor],
     gallery_frames: Callable[[int], Tensor],
     path: str | os.PathLike[str],
@@ -162,8 +156,8 @@ def plot_ranked(
     Every clip is a 120 x 240 pixel cell: the picture is ``120 * (top_k + 1)`` pixels wide and ``240`` per
     row high. The frames are all fetched and checked before anything is drawn.
 
-    ``distances``, ``query_ids``, ``gallery_ids``, ``query_cams``, ``gallery_cams`` and ``junk_ids`` are as
-    for :func:`~lstrl_layers.reid.evaluate_ranking`.
+    ``distances``, ``query_pids``, ``gallery_pids``, ``query_camids``, ``gallery_camids`` and ``junk_ids``
+    are as for :func:`~lstrl_layers.reid.evaluate_ranking`.
 
     Args:
         query_frames: query index -> one frame of that clip, a float ``(3, H, W)`` tensor in ``[0, 1]``.
@@ -188,8 +182,8 @@ def plot_ranked(
                 f"{name} must be a function from an index to a (3, H, W) frame tensor, got {got(frames)}"
             )
     target = _png_path(path)
-    inputs = _ranking_inputs(distances, query_ids, gallery_ids, query_cams, gallery_cams, junk_ids)
-    rows = _worst_rows(inputs, check_int("num_queries", num_queries), check_int("top_k", top_k))
+    ranking = check_ranking(distances, query_pids, gallery_pids, query_camids, gallery_camids, junk_ids)
+    rows = _worst_rows(ranking, check_int("num_queries", num_queries), check_int("top_k", top_k))
     images = [
         (
             _frame(query_frames, "query_frames", row.query),
@@ -204,12 +198,12 @@ def plot_ranked(
         _cell(
             cells[0],
             query_image,
-            f"query {q}\nid {inputs.query_ids[q]}, cam {inputs.query_cams[q]}\n"
+            f"query {q}\nid {ranking.query_pids[q]}, cam {ranking.query_camids[q]}\n"
             f"AP {100 * row.average_precision:.1f}%",
             _QUERY,
         )
         for rank, (g, match, image) in enumerate(zip(row.gallery, row.matches, gallery_images), start=1):
-            title = f"{rank}: gallery {g}\nid {inputs.gallery_ids[g]}, cam {inputs.gallery_cams[g]}"
+            title = f"{rank}: gallery {g}\nid {ranking.gallery_pids[g]}, cam {ranking.gallery_camids[g]}"
             _cell(cells[rank], image, title, _MATCH if match else _OTHER)
         for empty in cells[len(row.gallery) + 1 :]:
             empty.set_axis_off()
@@ -217,19 +211,19 @@ def plot_ranked(
     return rows
 
 
-def _worst_rows(inputs: _RankingInputs, num_queries: int, top_k: int) -> list[RankedRow]:
+def _worst_rows(ranking: RankingInputs, num_queries: int, top_k: int) -> list[RankedRow]:
     """:func:`ranked_rows` on checked arguments."""
     rows = [
         RankedRow(
             query=q,
             gallery=tuple(int(g) for g in gallery[:top_k]),
             matches=tuple(bool(m) for m in matches[:top_k]),
-            average_precision=_average_precision(matches),
+            average_precision=average_precision(matches),
         )
-        for q, gallery, matches in _scored_rankings(inputs)
+        for q, gallery, matches in scored_rankings(ranking)
     ]
     if not rows:
-        raise _nothing_to_score(inputs)
+        raise nothing_to_score(ranking)
     rows.sort(key=lambda row: row.average_precision)  # stable: equal APs stay in query order
     return rows[:num_queries]
 

@@ -36,7 +36,10 @@ from torch import Tensor
 
 from .._checks import check_float, check_int
 
-__all__ = ["rerank"]
+__all__ = ["RERANK_K1", "RERANK_K2", "RERANK_LAMBDA", "rerank"]
+
+# the defaults of Zhong et al. (2017), used by every re-ranking in the package
+RERANK_K1, RERANK_K2, RERANK_LAMBDA = 20, 6, 0.3
 
 _BLOCK = 1 << 24  # elements per block of distance rows (64 MB in float32)
 _PAIRS = 1 << 20  # pairs of non-zero entries of V per group in the Jaccard step
@@ -44,7 +47,12 @@ _NEGATIVE_TOLERANCE = 1e-5  # distances down to -1e-5 x the largest one are roun
 
 
 def rerank(
-    q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int = 20, k2: int = 6, lambda_value: float = 0.3
+    q_g: Tensor,
+    q_q: Tensor,
+    g_g: Tensor,
+    k1: int = RERANK_K1,
+    k2: int = RERANK_K2,
+    lambda_value: float = RERANK_LAMBDA,
 ) -> Tensor:
     """The k-reciprocal re-ranked ``(Q, G)`` distances (see the module docstring for the steps).
 

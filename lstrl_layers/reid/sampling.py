@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from typing import Literal, get_args
 
 import torch
 from torch.utils.data import Sampler
@@ -26,13 +27,25 @@ from torch.utils.data import Sampler
 from .._checks import check_int, got, integer_labels
 
 __all__ = [
+    "SAMPLINGS",
+    "TEST_SAMPLINGS",
     "PKBatchSampler",
+    "Sampling",
     "chunk_bounds",
     "chunk_first_indices",
     "dense_clip_indices",
     "even_indices",
     "restricted_random_indices",
 ]
+
+Sampling = Literal["rrs", "first", "even", "dense"]
+SAMPLINGS: tuple[Sampling, ...] = get_args(Sampling)
+"""The ways to cut a tracklet into clips, by name: ``"rrs"``, restricted random sampling (training);
+``"first"``, the first frame of each of the ``T`` chunks (:func:`chunk_first_indices`); ``"even"``, ``T``
+evenly spaced frames, the first and the last included (:func:`even_indices`); ``"dense"``, every frame, as
+consecutive ``T``-frame clips (:func:`dense_clip_indices`)."""
+TEST_SAMPLINGS: tuple[Sampling, ...] = tuple(name for name in SAMPLINGS if name != "rrs")
+"""The samplings of test clips: those of :data:`SAMPLINGS` that draw nothing at random."""
 
 
 def _check(length: int, num_frames: int) -> None:
@@ -129,14 +142,15 @@ class PKBatchSampler(Sampler[list[int]]):
     """Batches of ``P`` identities x ``K`` tracklets each, for ``DataLoader(dataset, batch_sampler=...)``.
 
     One epoch visits every identity once, in random order, ``P`` identities per batch (the incomplete last
-    batch is dropped): ``len(sampler)`` is the number of identities in ``labels`` over ``P``, rounded down.
+    batch is dropped): ``len(sampler)`` is the number of identities in ``pids`` over ``P``, rounded down.
     For each identity, ``K`` of its tracklets are drawn without replacement; an identity with fewer than ``K``
     gives all of them plus random repeats. A batch lists the ``K`` tracklets of its first identity, then those
     of the second, and so on.
 
     Args:
-        labels: identity label of every tracklet of the dataset (index ``i`` is tracklet ``i``): integers (a
-            list, array or tensor; whole-number floats such as ``2.0`` are accepted, ``1.7`` is refused).
+        pids: the identity of every tracklet of the dataset (index ``i`` is tracklet ``i``, e.g.
+            :attr:`ClipDataset.pids <lstrl_layers.reid.ClipDataset.pids>`): integers (a list, array or tensor;
+            whole-number floats such as ``2.0`` are accepted, ``1.7`` is refused).
         P: identities per batch (paper: 8), as ``TrainSettings.P`` and ``-P``.
         K: tracklets per identity (paper: 4), as ``TrainSettings.K`` and ``-K``.
         seed: base seed. The order of epoch ``e`` depends only on ``seed`` and ``e``; call
@@ -144,14 +158,13 @@ class PKBatchSampler(Sampler[list[int]]):
             again after ``--resume``). Without it, every iteration advances the epoch counter by itself.
 
     Raises:
-        TypeError: ``P``, ``K`` or ``seed`` not an int, labels that are not
-            integers.
-        ValueError: ``P`` or ``K`` below 1, no labels, or fewer identities than ``P``.
+        TypeError: ``P``, ``K`` or ``seed`` not an int, identities that are not integers.
+        ValueError: ``P`` or ``K`` below 1, no identities, or fewer identities than ``P``.
     """
 
     def __init__(
         self,
-        labels: Sequence[int],
+        pids: Sequence[int],
         P: int,
         K: int,
         seed: int = 0,
@@ -159,18 +172,18 @@ class PKBatchSampler(Sampler[list[int]]):
         self.P = check_int("P (identities per batch)", P)
         self.K = check_int("K (tracklets per identity)", K)
         self.seed = check_int("seed", seed, minimum=None)
-        label_array = integer_labels("labels", labels)
-        if len(label_array) == 0:
-            raise ValueError("labels must hold one identity label per tracklet, got none (an empty dataset)")
-        by_label: dict[int, list[int]] = defaultdict(list)
-        for index, label in enumerate(label_array.tolist()):
-            by_label[label].append(index)
-        if len(by_label) < self.P:
+        pid_array = integer_labels("pids", pids)
+        if len(pid_array) == 0:
+            raise ValueError("pids must hold the identity of every tracklet, got none (an empty dataset)")
+        by_pid: dict[int, list[int]] = defaultdict(list)
+        for index, pid in enumerate(pid_array.tolist()):
+            by_pid[pid].append(index)
+        if len(by_pid) < self.P:
             raise ValueError(
-                f"P (identities per batch) must be at most the number of identities in labels "
-                f"({len(by_label)}), got {self.P}"
+                f"P (identities per batch) must be at most the number of identities in pids "
+                f"({len(by_pid)}), got {self.P}"
             )
-        self.index_by_label = dict(sorted(by_label.items()))
+        self.index_by_pid = dict(sorted(by_pid.items()))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -178,16 +191,16 @@ class PKBatchSampler(Sampler[list[int]]):
         self.epoch = check_int("epoch", epoch, minimum=0)
 
     def __len__(self) -> int:
-        return len(self.index_by_label) // self.P
+        return len(self.index_by_pid) // self.P
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**64)
         self.epoch += 1
-        labels = list(self.index_by_label)
-        order = torch.randperm(len(labels), generator=generator).tolist()
+        pids = list(self.index_by_pid)
+        order = torch.randperm(len(pids), generator=generator).tolist()
         batch: list[int] = []
-        for position, label_index in enumerate(order[: len(self) * self.P]):
-            indices = self.index_by_label[labels[label_index]]
+        for position, pid_index in enumerate(order[: len(self) * self.P]):
+            indices = self.index_by_pid[pids[pid_index]]
             picks = torch.randperm(len(indices), generator=generator)[: self.K].tolist()
             missing = self.K - len(picks)  # too few tracklets: all of them, then repeats
             picks += torch.randint(len(indices), (missing,), generator=generator).tolist()

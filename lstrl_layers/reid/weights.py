@@ -37,12 +37,19 @@ def reachable(host: str, timeout: float = 3.0) -> str:
     return ""
 
 
-def check_pretrained_available(model_name: str, timeout: float = 3.0) -> None:
+def check_pretrained_available(
+    model_name: str,
+    timeout: float = 3.0,
+    *,
+    local_file: str = "weights=FILE",
+    from_scratch: str = "pretrained=False",
+) -> None:
     """Refuse at once, in one line, pretrained weights that timm would fail to download.
 
     The weights are available when they are in the local cache (Hugging Face's or torch hub's) or when their
     host answers within ``timeout`` seconds; otherwise timm would retry for about a minute and fail with a
-    long traceback.
+    long traceback. The message names the ways out as ``local_file`` (a local file of the weights) and
+    ``from_scratch`` (no pretrained weights); a command line passes its own flags.
 
     Raises:
         ValueError: the weights are neither cached nor reachable (the message says how to proceed).
@@ -51,14 +58,14 @@ def check_pretrained_available(model_name: str, timeout: float = 3.0) -> None:
 
     cfg = get_pretrained_cfg(model_name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
-        raise ValueError(f"timm has no pretrained weights for {model_name!r}: train without --pretrained")
+        raise ValueError(f"timm has no pretrained weights for {model_name!r}: train with {from_scratch}")
     url = cfg.url if isinstance(cfg.url, str) else None
     if cfg.file or _cached(cfg.hf_hub_id, url):
         return
     host = "huggingface.co" if cfg.hf_hub_id else urlparse(url or "").hostname or ""
     ways = (
-        "download them once where there is internet (timm caches them), pass a local file with --weights "
-        "FILE, or train from scratch with --no-pretrained"
+        f"download them once where there is internet (timm caches them), pass a local file with "
+        f"{local_file}, or train from scratch with {from_scratch}"
     )
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and cfg.hf_hub_id:
         raise ValueError(

@@ -320,7 +320,7 @@ def test_large_magnitude_features_stay_finite(
 class _Doubling(ClipBlock):
     """A block of one's own: the branch adds the frame itself, so the block doubles its input."""
 
-    def _branch(self, frames: torch.Tensor, num_frames: int, return_maps: bool) -> tuple[torch.Tensor, dict]:
+    def branch(self, frames: torch.Tensor, num_frames: int, return_maps: bool) -> tuple[torch.Tensor, dict]:
         return frames, {}
 
 
@@ -331,3 +331,15 @@ def test_a_block_of_ones_own_gets_the_layouts_and_checks_from_clip_block() -> No
     torch.testing.assert_close(block(torch.ones(4, CHANNELS, 1, 1)), 2 * torch.ones(4, CHANNELS, 1, 1))
     with pytest.raises(ValueError, match=r"_Doubling expects frames \(B\*T, C=16, H, W\)"):
         block(torch.randn(3, CHANNELS, 2, 2))
+
+
+def test_a_block_without_a_branch_is_refused_with_what_to_implement() -> None:
+    class NoBranch(ClipBlock):
+        pass
+
+    with pytest.raises(
+        TypeError, match=r"^NoBranch must implement branch\(frames, num_frames, return_maps\)"
+    ):
+        NoBranch(CHANNELS, num_frames=2)
+    with pytest.raises(TypeError, match=r"^ClipBlock must implement branch"):
+        ClipBlock(CHANNELS, num_frames=2)

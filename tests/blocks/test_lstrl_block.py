@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from lstrl_layers import BME, MAE, LSTRLBlock
+from lstrl_layers.blocks import LSTRLArgs
 
 
 def test_block_is_x_plus_both_branches_on_the_same_input(device: torch.device) -> None:
@@ -61,8 +64,13 @@ def test_num_frames_reaches_both_branches(device: torch.device) -> None:
         (dict(mae_kwargs=dict(channels=8)), ValueError, r"mae_kwargs must not set \['channels'\]"),
         (dict(bme_kwargs=dict(zero_init=False)), ValueError, r"bme_kwargs must not set \['zero_init'\]"),
         (dict(bme_kwargs=dict(num_frames=4)), ValueError, r"bme_kwargs must not set \['num_frames'\]"),
+        (dict(mae_kwargs=dict(reductoin=2)), ValueError,
+         r"^mae_kwargs must hold MAE arguments \(granularities, reduction, scale\), got \['reductoin'\] in"),
+        (dict(bme_kwargs={1: 2}), TypeError,
+         r"bme_kwargs must have argument names \(str\) as keys, got \{1: 2\} \(dict\)"),
+        (dict(layout="NCHW"), ValueError, r"layout must be one of \('BTCHW', 'BCTHW'\), got 'NCHW'"),
     ],
-)
+)  # fmt: skip
 def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         LSTRLBlock(16, 2, **kwargs)
@@ -75,3 +83,27 @@ def test_drops_into_nn_sequential_after_a_stage(device: torch.device) -> None:
     torch.testing.assert_close(model(frames), stage(frames))  # identity at init
     model(frames).sum().backward()
     assert stage.weight.grad is not None
+
+
+def test_block_arguments_are_one_frozen_copy() -> None:
+    given = dict(granularities=(1, 4))
+    args = LSTRLArgs(bme=False, mae_kwargs=given)
+    given["scale"] = 2.0  # a later change to the caller's dict stays out
+    assert args.mae_kwargs == dict(granularities=(1, 4)) and args.bme_kwargs == {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        args.mae = False  # type: ignore[misc]
+    no_block = LSTRLArgs(mae=False, bme=False)  # describes a baseline; building from it is refused
+    with pytest.raises(ValueError, match=r"^X needs at least one branch, got mae=False and bme=False$"):
+        no_block.require_branch("X")
+    assert LSTRLArgs().require_branch("X") == LSTRLArgs(mae_kwargs={}, bme_kwargs=None)
+
+
+def test_build_is_the_block_of_the_same_arguments() -> None:
+    arguments = dict(bme=False, zero_init=False, mae_kwargs=dict(granularities=(2, 3)), layout="BCTHW")
+    torch.manual_seed(0)
+    built = LSTRLArgs(**arguments).build(16, 3)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    direct = LSTRLBlock(16, 3, **arguments)  # type: ignore[arg-type]
+    assert (built.layout, built.bme, built.mae.granularities) == ("BCTHW", None, (2, 3))
+    assert built.state_dict().keys() == direct.state_dict().keys()
+    assert all(torch.equal(v, direct.state_dict()[k]) for k, v in built.state_dict().items())

@@ -39,7 +39,7 @@ TINY_TRAINING = [
     "2",
     "-K",
     "2",
-    "--model",
+    "--backbone",
     "resnet18",
     "--max-steps",
     "1",
@@ -50,7 +50,7 @@ TINY_TRAINING = [
 
 
 def test_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
-    _example("quickstart").main(["--model", "resnet18", "--size", "32", "16", "-T", "2", "--clips", "2"])
+    _example("quickstart").main(["--backbone", "resnet18", "--size", "32", "16", "-T", "2", "--clips", "2"])
     out = capsys.readouterr().out
     assert "blocks in model.lstrl: ['layer2', 'layer3']" in out and "embedding (2, 512)" in out
 
@@ -86,9 +86,15 @@ def test_train_resumes(trained: Path, tmp_path: Path) -> None:
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 2
 
 
-def test_train_needs_data() -> None:
-    with pytest.raises(SystemExit):
+def test_train_needs_data(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
         _example("train_video_reid").main(["--epochs", "1"])
+    assert exit_info.value.code == 2  # a usage error, from the parser
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ")
+    assert err.splitlines()[-1] == (
+        "train_video_reid.py: error: give --data-root (with --dataset mars|lsvid|ilidsvid) or --synthetic"
+    )
 
 
 @pytest.mark.parametrize("file", ["checkpoint.pt", "model.pt"])  # what --checkpoint takes, as its help says
@@ -106,17 +112,19 @@ def test_visualize_maps_from_checkpoint(trained: Path, tmp_path: Path, file: str
             str(tmp_path / "m.png"),
         ]
     )
-    assert out.stat().st_size > 0
+    Image = pytest.importorskip("PIL.Image")
+    with Image.open(out) as picture:  # 3 frames; the frames and 6 maps: 130 x 240 pixels each
+        assert picture.size == (3 * 130, 7 * 240)
 
 
 def test_visualize_maps_refuses_model_flags_with_a_checkpoint(
     trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        _example("visualize_maps").main(["--checkpoint", str(trained / "model.pt"), "--model", "resnet50"])
+        _example("visualize_maps").main(["--checkpoint", str(trained / "model.pt"), "--backbone", "resnet50"])
     assert (
         exit_info.value.code
-        == f"--model: --checkpoint {trained / 'model.pt'} holds its own model; leave them out"
+        == f"--backbone: --checkpoint {trained / 'model.pt'} holds its own model; leave them out"
     )
 
 
@@ -137,7 +145,7 @@ def test_visualize_maps_names_a_file_it_cannot_read(trained: Path, tmp_path: Pat
     )
 
 
-def test_visualize_maps_from_images(tmp_path: Path) -> None:
+def test_visualize_maps_from_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     Image = pytest.importorskip("PIL.Image")
     images = []
@@ -148,11 +156,31 @@ def test_visualize_maps_from_images(tmp_path: Path) -> None:
     _example("visualize_maps").main(
         [*map(str, images), "--size", "32", "16", "-T", "2", "--query", "1", "0", "0", "--out", str(out)]
     )
-    assert Image.open(out).size[0] > 0
-    with pytest.raises(SystemExit):
+    printed = capsys.readouterr().out
+    assert printed == f"saved {out} (D1, D2, D3, D4, Mf, Mb of block 'layer2')\n"
+    # one 130 x 240 pixel cell per frame (2 columns) for the frames and each of the 6 maps (7 rows)
+    with Image.open(out) as picture:
+        assert picture.format == "PNG" and picture.size == (2 * 130, 7 * 240)
+
+
+def test_visualize_maps_refuses_a_query_outside_the_feature_map(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image = pytest.importorskip("PIL.Image")
+    images = [tmp_path / f"frame{i}.png" for i in range(3)]
+    for path in images:
+        Image.new("RGB", (16, 32), (0, 100, 200)).save(path)
+    out = tmp_path / "maps.png"
+    with pytest.raises(SystemExit) as exit_info:  # T = 2 frames: t = 2 is one past the last
         _example("visualize_maps").main(
-            [*map(str, images), "--size", "32", "16", "-T", "2", "--query", "2", "0", "0"]
+            [*map(str, images), "--size", "32", "16", "-T", "2", "--query", "2", "0", "0", "--out", str(out)]
         )
+    assert exit_info.value.code == 2  # a usage error
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ")
+    # layer2 of resnet18 has stride 8: a 32 x 16 frame gives a 4 x 2 feature map
+    assert err.splitlines()[-1].endswith(" error: --query 2 0 0 is outside the block's (T, H, W) = (2, 4, 2)")
+    assert not out.exists()
 
 
 def test_train_on_a_mars_folder(tmp_path: Path) -> None:
@@ -161,8 +189,9 @@ def test_train_on_a_mars_folder(tmp_path: Path) -> None:
 
     mars_release(tmp_path / "MARS")
     metrics = _example("train_video_reid").main(
-        ["--dataset", "mars", "--data-root", str(tmp_path / "MARS"), "--no-pretrained", "--model", "resnet18",
-         "--size", "32", "16", "-T", "2", "-P", "2", "-K", "2", "--epochs", "1", "--workers", "0",
+        ["--dataset", "mars", "--data-root", str(tmp_path / "MARS"), "--no-pretrained",
+         "--backbone", "resnet18", "--size", "32", "16", "-T", "2", "-P", "2", "-K", "2", "--epochs", "1",
+         "--workers", "0",
          "--test-sampling", "dense", "--no-progress", "--out", str(tmp_path / "out")]
     )  # fmt: skip
     assert [e["epoch"] for e in metrics["epochs"]] == [0, 1]

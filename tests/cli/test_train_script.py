@@ -37,7 +37,7 @@ PROG = "train_video_reid.py"
 # valid run by the one wrong flag it adds (argparse keeps the last value of a repeated flag)
 TINY = [
     "--synthetic", "--synthetic-ids", "4", "3", "--size", "32", "16", "-T", "2", "-P", "2", "-K", "2",
-    "--model", "resnet18", "--max-steps", "1", "--test-batch", "8", "--epochs", "1", "--no-progress",
+    "--backbone", "resnet18", "--max-steps", "1", "--test-batch", "8", "--epochs", "1", "--no-progress",
     "--device", "cpu",
 ]  # fmt: skip
 TRAIN_IDS = 4
@@ -84,7 +84,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # a training checkpoint in our format: what --resume reads before training (settings, classes)
     # (TINY's settings, saved after the evaluation before training)
     stored = TrainSettings(
-        model="resnet18", size=(32, 16), num_frames=2, P=2, K=2, pretrained=False, epochs=1, device="cuda",
+        backbone="resnet18", size=(32, 16), num_frames=2, P=2, K=2, pretrained=False, epochs=1, device="cuda",
         max_steps=1, test_batch=8,
     )  # fmt: skip
     paths["checkpoint"].parent.mkdir()
@@ -173,7 +173,7 @@ CASES = {
     "--stages -1": ([*TINY, "--stages", "-1"], ["--stages", "'-1'"]),
     "--stages 9": ([*TINY, "--stages", "9"], ["--stages 9", "stage index 9"]),
     "--stages layer9": ([*TINY, "--stages", "layer9"], ["--stages layer9", "'layer9'"]),
-    "unknown --model": ([*TINY, "--model", "resnet_nope"], ["--model", "'resnet_nope'"]),
+    "unknown --backbone": ([*TINY, "--backbone", "resnet_nope"], ["--backbone", "'resnet_nope'"]),
     "-P above the identities": ([*TINY, "-P", "8"], ["-P 8", f"{TRAIN_IDS} identities"]),
     "--resume missing": ([*TINY, "--resume", "{plain}.missing"], ["--resume", "{plain}.missing"]),
     "--resume a folder without checkpoint": ([*TINY, "--resume", FOLDER], ["--resume", "checkpoint.pt"]),
@@ -205,7 +205,10 @@ CASES = {
         [FOLDER],
     ),
     # continuing a run with flags that change its model (the checkpoint: resnet18, stages 2 3, 4 classes)
-    "--resume --model": ([*TINY, "--resume", CHECKPOINT, "--model", "resnet34"], ["--model", "'resnet18'"]),
+    "--resume --backbone": (
+        [*TINY, "--resume", CHECKPOINT, "--backbone", "resnet34"],
+        ["--backbone", "'resnet18'"],
+    ),
     "--resume --stages 3": ([*TINY, "--resume", CHECKPOINT, "--stages", "3"], ["--stages", "(2, 3)"]),
     "--resume --stages": ([*TINY, "--resume", CHECKPOINT, "--stages"], ["--stages", "()"]),
     "--resume --no-mae": ([*TINY, "--resume", CHECKPOINT, "--no-mae"], ["--no-mae"]),
@@ -220,9 +223,9 @@ CASES = {
         ["--resume", "trained 1 of the 1 epochs asked for: nothing to train", "raise --epochs past 1"],
     ),
     # --eval-only evaluates the model the file holds, and trains nothing
-    "--eval-only --model": (
-        [*TINY, "--eval-only", "--resume", "{model_file}", "--model", "resnet34"],
-        ["--model", "holds a model with model='resnet18'", "'resnet34'", "leave --model out"],
+    "--eval-only --backbone": (
+        [*TINY, "--eval-only", "--resume", "{model_file}", "--backbone", "resnet34"],
+        ["--backbone", "holds a model with backbone='resnet18'", "'resnet34'", "leave --backbone out"],
     ),
     "--eval-only --stages": (
         [*TINY, "--eval-only", "--resume", "{model_file}", "--stages", "3"],
@@ -289,7 +292,7 @@ def test_p_must_split_over_the_processes(
 def test_valid_flags_parse(cli: ModuleType, tmp_path: Path) -> None:
     """The runs the wrong flags start from parse; --stages takes indices and names, none for the baseline."""
     _, settings = cli.parse_args([*TINY, "--out", str(tmp_path / "out")])
-    assert (settings.model, settings.P, settings.K, settings.num_frames) == ("resnet18", 2, 2, 2)
+    assert (settings.backbone, settings.P, settings.K, settings.num_frames) == ("resnet18", 2, 2, 2)
     assert settings.stages == TrainSettings().stages == (2, 3)  # the paper's layer2 and layer3
     assert cli.parse_args([*TINY, "--stages"])[1].stages == ()
     assert cli.parse_args([*TINY, "--stages", "layer2", "3"])[1].stages == ("layer2", 3)
@@ -303,10 +306,10 @@ def test_resume_keeps_the_model_and_takes_other_flags(cli: ModuleType, files: di
     _, settings = cli.parse_args(
         [*resume, "--epochs", "5", "--eval-every", "2", "--rerank", "--workers", "1"]
     )
-    assert (settings.model, settings.stages, settings.size) == ("resnet18", (2, 3), (32, 16))
+    assert (settings.backbone, settings.stages, settings.size) == ("resnet18", (2, 3), (32, 16))
     assert (settings.epochs, settings.eval_every, settings.rerank, settings.num_frames) == (5, 2, True, 2)
     assert settings.device == ("cuda" if torch.cuda.is_available() else "cpu")
-    _, same = cli.parse_args([*resume, "--model", "resnet18", "--stages", "2", "3", "--last-stride", "1"])
+    _, same = cli.parse_args([*resume, "--backbone", "resnet18", "--stages", "2", "3", "--last-stride", "1"])
     assert same.stages == (2, 3)
 
 

@@ -42,27 +42,27 @@ def test_distances_stay_float32_under_autocast() -> None:
 def test_batch_hard_triplet_hand_computed(device: torch.device) -> None:
     # 1-D features; d(a, hardest p), d(a, hardest n): (1, 3), (1, 2), (2, 2), (2, 4)
     features = torch.tensor([[0.0], [1.0], [3.0], [5.0]], device=device)
-    labels = torch.tensor([0, 0, 1, 1], device=device)
+    pids = torch.tensor([0, 0, 1, 1], device=device)
     expected = (0 + 0 + 0.3 + 0) / 4  # relu(dp - dn + 0.3)
-    assert batch_hard_triplet_loss(features, labels, margin=0.3).item() == pytest.approx(expected)
+    assert batch_hard_triplet_loss(features, pids, margin=0.3).item() == pytest.approx(expected)
     soft = sum(math.log1p(math.exp(dp - dn)) for dp, dn in [(1, 3), (1, 2), (2, 2), (2, 4)]) / 4
-    assert batch_hard_triplet_loss(features, labels, margin=None).item() == pytest.approx(soft, rel=1e-5)
+    assert batch_hard_triplet_loss(features, pids, margin=None).item() == pytest.approx(soft, rel=1e-5)
 
 
 def test_hardest_positive_and_negative_are_chosen(device: torch.device) -> None:
     # anchor 0: positives at 1 and 4 -> hardest 4; negatives at 2 and 6 -> hardest 2
     features = torch.tensor([[0.0], [1.0], [4.0], [2.0], [6.0]], device=device)
-    labels = torch.tensor([0, 0, 0, 1, 1], device=device)
+    pids = torch.tensor([0, 0, 0, 1, 1], device=device)
     losses = [max(0.0, dp - dn + 1.0) for dp, dn in [(4, 2), (3, 1), (4, 2), (0, 1), (0, 2)]]
     # anchors 3 and 4: positive distance |2 - 6| = 4, nearest negatives 1 and 2
     losses[3], losses[4] = 4 - 1 + 1.0, 4 - 2 + 1.0
-    assert batch_hard_triplet_loss(features, labels, margin=1.0).item() == pytest.approx(sum(losses) / 5)
+    assert batch_hard_triplet_loss(features, pids, margin=1.0).item() == pytest.approx(sum(losses) / 5)
 
 
 def test_anchors_without_positive_are_left_out(device: torch.device) -> None:
     features = torch.tensor([[0.0], [1.0], [3.0]], device=device)
-    labels = torch.tensor([0, 0, 1], device=device)  # the identity-1 sample has no positive
-    assert batch_hard_triplet_loss(features, labels, margin=1.5).item() == pytest.approx((0 + 0.5) / 2)
+    pids = torch.tensor([0, 0, 1], device=device)  # the identity-1 sample has no positive
+    assert batch_hard_triplet_loss(features, pids, margin=1.5).item() == pytest.approx((0 + 0.5) / 2)
     single = torch.zeros(3, 4, device=device, requires_grad=True)
     loss = batch_hard_triplet_loss(single, torch.tensor([0, 1, 2], device=device))
     assert loss.item() == 0.0
@@ -78,10 +78,10 @@ def test_gradient_is_finite_for_identical_features(device: torch.device) -> None
 def test_reid_loss_is_ce_plus_triplet(device: torch.device) -> None:
     torch.manual_seed(0)
     logits, features = torch.randn(8, 5, device=device), torch.randn(8, 16, device=device)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3], device=device)
-    total, parts = ReIDLoss(margin=0.3, label_smoothing=0.1)(logits, features, labels)
-    ce = F.cross_entropy(logits, labels, label_smoothing=0.1)
-    triplet = batch_hard_triplet_loss(features, labels, 0.3)
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3], device=device)
+    total, parts = ReIDLoss(margin=0.3, label_smoothing=0.1)(logits, features, pids)
+    ce = F.cross_entropy(logits, pids, label_smoothing=0.1)
+    triplet = batch_hard_triplet_loss(features, pids, 0.3)
     torch.testing.assert_close(total, ce + triplet)
     assert parts == pytest.approx({"loss": (ce + triplet).item(), "ce": ce.item(), "triplet": triplet.item()})
 
@@ -90,67 +90,67 @@ def test_reid_loss_mines_the_triplets_over_the_batch_given(device: torch.device)
     """Across processes: the triplet term over the global batch, scaled; the parts stay unscaled."""
     torch.manual_seed(0)
     logits, features = torch.randn(4, 5, device=device), torch.randn(8, 16, device=device)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3], device=device)
-    total, parts = ReIDLoss()(logits, features[:4], labels[:4], mining=(features, labels), triplet_scale=2.0)
-    ce = F.cross_entropy(logits, labels[:4])
-    triplet = batch_hard_triplet_loss(features, labels, 0.3)
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3], device=device)
+    total, parts = ReIDLoss()(logits, features[:4], pids[:4], mining=(features, pids), triplet_scale=2.0)
+    ce = F.cross_entropy(logits, pids[:4])
+    triplet = batch_hard_triplet_loss(features, pids, 0.3)
     torch.testing.assert_close(total, ce + 2.0 * triplet)
     assert parts == pytest.approx({"loss": (ce + triplet).item(), "ce": ce.item(), "triplet": triplet.item()})
 
 
-F4, L4 = torch.randn(4, 8), torch.tensor([0, 0, 1, 1])
+F4, P4 = torch.randn(4, 8), torch.tensor([0, 0, 1, 1])
 
 
-def test_labels_on_another_device_are_refused(device: torch.device) -> None:
-    features, labels = torch.randn(4, 8, device=device), torch.tensor([0, 0, 1, 1], device="meta")
-    with pytest.raises(ValueError, match=rf"labels must be on the device of features \({device}\), got meta"):
-        batch_hard_triplet_loss(features, labels)
-    with pytest.raises(ValueError, match=rf"labels must be on the device of logits \({device}\), got meta"):
-        ReIDLoss()(torch.randn(4, 5, device=device), features, labels)
+def test_pids_on_another_device_are_refused(device: torch.device) -> None:
+    features, pids = torch.randn(4, 8, device=device), torch.tensor([0, 0, 1, 1], device="meta")
+    with pytest.raises(ValueError, match=rf"pids must be on the device of features \({device}\), got meta"):
+        batch_hard_triplet_loss(features, pids)
+    with pytest.raises(ValueError, match=rf"pids must be on the device of logits \({device}\), got meta"):
+        ReIDLoss()(torch.randn(4, 5, device=device), features, pids)
 
 
 @pytest.mark.parametrize(
-    ("features", "labels", "kwargs", "error", "match"),
+    ("features", "pids", "kwargs", "error", "match"),
     [
         (
             torch.randn(4, 2),
             torch.tensor([0, 1, 0]),
             {},
             ValueError,
-            r"labels must be \(N,\) with the N of features",
+            r"pids must be \(N,\) with the N of features",
         ),
-        (F4, L4[:, None], {}, ValueError, r"labels must be \(N,\) .* got shape \(4, 1\)"),
-        (torch.randn(8), L4, {}, ValueError, r"features must be \(N, D\), got shape \(8,\)"),
+        (F4, P4[:, None], {}, ValueError, r"pids must be \(N,\) .* got shape \(4, 1\)"),
+        (torch.randn(8), P4, {}, ValueError, r"features must be \(N, D\), got shape \(8,\)"),
         (
             F4.long(),
-            L4,
+            P4,
             {},
             TypeError,
             "features must be a floating-point tensor .* got a torch.int64 tensor",
         ),
-        (F4.tolist(), L4, {}, TypeError, r"features must be a floating-point tensor .* got .* \(list\)"),
-        (F4, L4.float(), {}, TypeError, "labels must be an integer tensor .* got a torch.float32 tensor"),
-        (F4, [0, 0, 1, 1], {}, TypeError, r"labels must be an integer tensor .* got \[0, 0, 1, 1\] \(list\)"),
+        (F4.tolist(), P4, {}, TypeError, r"features must be a floating-point tensor .* got .* \(list\)"),
+        (F4, P4.float(), {}, TypeError, "pids must be an integer tensor .* got a torch.float32 tensor"),
+        (F4, [0, 0, 1, 1], {}, TypeError, r"pids must be an integer tensor .* got \[0, 0, 1, 1\] \(list\)"),
         (
             torch.randn(0, 8),
-            L4[:0],
+            P4[:0],
             {},
             ValueError,
             r"features must hold at least one sample, got shape \(0, 8\)",
         ),
-        (F4, L4, dict(margin=-0.3), ValueError, "margin must be a finite float >= 0, or None .* got -0.3"),
-        (F4, L4, dict(margin=float("nan")), ValueError, "margin must be .* got nan"),
-        (F4, L4, dict(margin=float("inf")), ValueError, "margin must be .* got inf"),
-        (F4, L4, dict(margin=True), TypeError, r"margin must be .* got True \(bool\)"),
-        (F4, L4, dict(margin="0.3"), TypeError, r"margin must be .* got '0.3' \(str\)"),
-        (F4, L4, dict(normalize="yes"), TypeError, r"normalize must be True or False, got 'yes'"),
+        (F4, P4, dict(margin=-0.3), ValueError, "margin must be a finite float >= 0, or None .* got -0.3"),
+        (F4, P4, dict(margin=float("nan")), ValueError, "margin must be .* got nan"),
+        (F4, P4, dict(margin=float("inf")), ValueError, "margin must be .* got inf"),
+        (F4, P4, dict(margin=True), TypeError, r"margin must be .* got True \(bool\)"),
+        (F4, P4, dict(margin="0.3"), TypeError, r"margin must be .* got '0.3' \(str\)"),
+        (F4, P4, dict(normalize="yes"), TypeError, r"normalize must be True or False, got 'yes'"),
     ],
 )
 def test_triplet_bad_arguments(
-    features: object, labels: object, kwargs: dict, error: type[Exception], match: str
+    features: object, pids: object, kwargs: dict, error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
-        batch_hard_triplet_loss(features, labels, **kwargs)  # type: ignore[arg-type]
+        batch_hard_triplet_loss(features, pids, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -201,7 +201,7 @@ def test_reid_loss_bad_arguments(kwargs: dict, error: type[Exception], match: st
 
 
 @pytest.mark.parametrize(
-    ("logits", "labels", "error", "match"),
+    ("logits", "pids", "error", "match"),
     [
         (
             torch.randn(4, 5),
@@ -212,16 +212,16 @@ def test_reid_loss_bad_arguments(kwargs: dict, error: type[Exception], match: st
         (torch.randn(4, 5), torch.tensor([0, 0, -1, -1]), ValueError, r"class indices in \[0, 5\) .* got -1"),
         (
             torch.randn(3, 5),
-            L4,
+            P4,
             ValueError,
-            r"labels must be \(N,\) with the N of logits \(3, 5\), got shape \(4,\)",
+            r"pids must be \(N,\) with the N of logits \(3, 5\), got shape \(4,\)",
         ),
-        (torch.randn(4), L4, ValueError, r"logits must be \(N, num_classes\), got shape \(4,\)"),
-        (torch.randn(4, 5), L4.float(), TypeError, "labels must be an integer tensor"),
+        (torch.randn(4), P4, ValueError, r"logits must be \(N, num_classes\), got shape \(4,\)"),
+        (torch.randn(4, 5), P4.float(), TypeError, "pids must be an integer tensor"),
     ],
 )
 def test_reid_loss_checks_its_inputs(
-    logits: torch.Tensor, labels: torch.Tensor, error: type[Exception], match: str
+    logits: torch.Tensor, pids: torch.Tensor, error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
-        ReIDLoss()(logits, F4, labels)
+        ReIDLoss()(logits, F4, pids)

@@ -9,9 +9,9 @@ import torch
 from lstrl_layers.reid import euclidean_distances, evaluate_ranking, pairwise_distances
 
 # gallery: identity, camera
-G_IDS = [1, 2, 1, -1, 1, 0]  # -1: junk, 0: distractor
-G_CAMS = [0, 1, 1, 1, 2, 1]
-Q_IDS, Q_CAMS = [1, 3, 2], [0, 0, 0]
+G_PIDS = [1, 2, 1, -1, 1, 0]  # -1: junk, 0: distractor
+G_CAMIDS = [0, 1, 1, 1, 2, 1]
+Q_PIDS, Q_CAMIDS = [1, 3, 2], [0, 0, 0]
 DIST = np.array(
     [
         [0.1, 0.2, 0.5, 0.3, 0.9, 0.6],  # order g0 g1 g3 g2 g5 g4; g0 same id + cam, g3 junk
@@ -22,7 +22,7 @@ DIST = np.array(
 
 
 def test_hand_computed_cmc_and_map() -> None:
-    result = evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS, max_rank=4)
+    result = evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS, max_rank=4)
     # query 0, left after exclusions: g1 (neg), g2 (hit), g5 (distractor, neg), g4 (hit)
     ap0 = (1 / 2 + 2 / 4) / 2
     assert result.num_queries == 3 and result.num_skipped == 1  # query 1 has no match
@@ -40,11 +40,11 @@ def test_hand_computed_cmc_and_map() -> None:
 
 def test_minp_hand_computed_after_the_exclusions() -> None:
     # junk_ids=(): query 0 keeps g1 (neg), g3 (neg), g2 (hit), g5 (neg), g4 (hit): 2 matches, the last at 5
-    assert evaluate_ranking(DIST[:1], Q_IDS[:1], G_IDS, Q_CAMS[:1], G_CAMS, junk_ids=()).mINP == 2 / 5
+    assert evaluate_ranking(DIST[:1], Q_PIDS[:1], G_PIDS, Q_CAMIDS[:1], G_CAMIDS, junk_ids=()).mINP == 2 / 5
     # camera 5: g0 is a cross-camera match; junk g3 removed: g0 (hit), g1, g2 (hit), g5, g4 (hit)
-    assert evaluate_ranking(DIST[:1], Q_IDS[:1], G_IDS, [5], G_CAMS).mINP == 3 / 5
+    assert evaluate_ranking(DIST[:1], Q_PIDS[:1], G_PIDS, [5], G_CAMIDS).mINP == 3 / 5
     # the skipped query 1 does not count; query 2: 1 / 1
-    both = evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS, junk_ids=())
+    both = evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS, junk_ids=())
     assert both.num_skipped == 1 and both.mINP == pytest.approx((2 / 5 + 1) / 2)
 
 
@@ -71,30 +71,30 @@ def test_minp_against_counting_on_random_matrices(seed: int) -> None:
     rng = np.random.default_rng(seed)
     q, g = 12, 40
     dist = rng.random((q, g))  # continuous: no ties
-    q_ids, g_ids = rng.integers(0, 4, q), rng.integers(-1, 4, g)
-    q_cams, g_cams = rng.integers(0, 3, q), rng.integers(0, 3, g)
+    q_pids, g_pids = rng.integers(0, 4, q), rng.integers(-1, 4, g)
+    q_camids, g_camids = rng.integers(0, 3, q), rng.integers(0, 3, g)
     expected = []
     for i in range(q):
-        valid = (g_ids != -1) & ~((g_ids == q_ids[i]) & (g_cams == q_cams[i]))
-        hits = valid & (g_ids == q_ids[i])
+        valid = (g_pids != -1) & ~((g_pids == q_pids[i]) & (g_camids == q_camids[i]))
+        hits = valid & (g_pids == q_pids[i])
         if hits.any():
             farthest = dist[i, hits].max()
             expected.append(hits.sum() / (valid & (dist[i] <= farthest)).sum())
             assert hits.sum() / valid.sum() <= expected[-1] <= 1
-    result = evaluate_ranking(dist, q_ids, g_ids, q_cams, g_cams)
+    result = evaluate_ranking(dist, q_pids, g_pids, q_camids, g_camids)
     assert result.num_queries - result.num_skipped == len(expected)
     assert result.mINP == pytest.approx(np.mean(expected))
 
 
 def test_junk_ids_are_negatives_when_not_declared_junk() -> None:
-    result = evaluate_ranking(DIST[:1], Q_IDS[:1], G_IDS, Q_CAMS[:1], G_CAMS, junk_ids=())
+    result = evaluate_ranking(DIST[:1], Q_PIDS[:1], G_PIDS, Q_CAMIDS[:1], G_CAMIDS, junk_ids=())
     # g1 (neg), g3 (now a negative), g2 (hit), g5, g4 (hit)
     assert result.mAP == pytest.approx((1 / 3 + 2 / 5) / 2)
     assert result.rank(1) == 0 and result.rank(2) == 0 and result.rank(3) == 1
 
 
 def test_same_camera_same_identity_is_excluded_only_for_that_camera() -> None:
-    other_cam = evaluate_ranking(DIST[:1], Q_IDS[:1], G_IDS, [5], G_CAMS)
+    other_cam = evaluate_ranking(DIST[:1], Q_PIDS[:1], G_PIDS, [5], G_CAMIDS)
     # g0 is now a cross-camera match at rank 1: hits at 1, 3, 5 after removing junk g3
     assert other_cam.mAP == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
     with pytest.raises(ValueError, match="no query has a valid match in the gallery"):
@@ -117,22 +117,22 @@ def test_ranks_beyond_the_gallery_count_as_matched() -> None:
 
 def test_torch_inputs_and_shape_checks(device: torch.device) -> None:
     result = evaluate_ranking(
-        *(torch.tensor(values, device=device) for values in (DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS))
+        *(torch.tensor(values, device=device) for values in (DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS))
     )
     assert result.mAP == pytest.approx(0.75)
     with pytest.raises(
-        ValueError, match=r"distances \(3, 5\) must be \(len\(query_ids\), len\(gallery_ids\)\)"
+        ValueError, match=r"distances \(3, 5\) must be \(len\(query_pids\), len\(gallery_pids\)\)"
     ):
-        evaluate_ranking(DIST[:, :5], Q_IDS, G_IDS, Q_CAMS, G_CAMS)
+        evaluate_ranking(DIST[:, :5], Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS)
 
 
 def test_nan_distance_is_refused() -> None:
     dist = DIST.copy()
     dist[2, 4] = np.nan
     with pytest.raises(ValueError, match=r"must not hold NaN, got 1 NaN \(the first at query 2, gallery 4\)"):
-        evaluate_ranking(dist, Q_IDS, G_IDS, Q_CAMS, G_CAMS)
+        evaluate_ranking(dist, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS)
     with pytest.raises(ValueError, match="must not hold NaN"):
-        evaluate_ranking(torch.tensor(dist), Q_IDS, G_IDS, Q_CAMS, G_CAMS)
+        evaluate_ranking(torch.tensor(dist), Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS)
 
 
 def test_inf_distance_ranks_the_pair_last() -> None:
@@ -141,50 +141,56 @@ def test_inf_distance_ranks_the_pair_last() -> None:
     masked[0, 2] = np.inf  # query 0's best true match (g2, rank 2 after exclusions) is masked
     moved = DIST.copy()
     moved[0, 2] = 10.0  # beyond every other distance
-    got, expected = (evaluate_ranking(d, Q_IDS, G_IDS, Q_CAMS, G_CAMS, max_rank=4) for d in (masked, moved))
+    got, expected = (
+        evaluate_ranking(d, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS, max_rank=4) for d in (masked, moved)
+    )
     assert (
         got.mAP == pytest.approx(expected.mAP)
-        and got.mAP < evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS).mAP
+        and got.mAP < evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS).mAP
     )
     np.testing.assert_allclose(got.cmc, expected.cmc)
 
 
 def test_float_ids_are_compared_exactly_never_truncated() -> None:
     with pytest.raises(
-        ValueError, match=r"query_ids must hold integer labels, got the non-integer value 1.7"
+        ValueError, match=r"query_pids must hold integer labels, got the non-integer value 1.7"
     ):
         evaluate_ranking([[0.1]], np.array([1.7]), np.array([1.2]), [0], [1])
     with pytest.raises(
-        ValueError, match=r"gallery_cams must hold integer labels, got the non-integer value 0.5"
+        ValueError, match=r"gallery_camids must hold integer labels, got the non-integer value 0.5"
     ):
         evaluate_ranking([[0.1]], [1], [1], [0], [0.5])
     # whole-number floats are the same labels as the ints
     as_float = evaluate_ranking(
-        DIST, np.array(Q_IDS, dtype=float), torch.tensor(G_IDS, dtype=torch.float32), Q_CAMS, G_CAMS
+        DIST, np.array(Q_PIDS, dtype=float), torch.tensor(G_PIDS, dtype=torch.float32), Q_CAMIDS, G_CAMIDS
     )
-    assert as_float.mAP == evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS).mAP
+    assert as_float.mAP == evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS).mAP
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         (
-            dict(query_ids=["a", "b", "c"]),
+            dict(query_pids=["a", "b", "c"]),
             TypeError,
-            r"query_ids must hold integer labels, got dtype <U1 such as 'a'",
+            r"query_pids must hold integer labels, got dtype <U1 such as 'a'",
         ),
-        (dict(gallery_ids=[True] * 6), TypeError, "gallery_ids must hold integer labels, got dtype bool"),
+        (dict(gallery_pids=[True] * 6), TypeError, "gallery_pids must hold integer labels, got dtype bool"),
         (
-            dict(query_cams=5),
+            dict(query_camids=5),
             TypeError,
-            r"query_cams must be a 1-D tensor, array or list of integer labels, got 5",
+            r"query_camids must be a 1-D tensor, array or list of integer labels, got 5",
         ),
         (
-            dict(query_ids=[Q_IDS]),
+            dict(query_pids=[Q_PIDS]),
             ValueError,
-            r"query_ids must be 1-D \(one label per entry\), got shape \(1, 3\)",
+            r"query_pids must be 1-D \(one label per entry\), got shape \(1, 3\)",
         ),
-        (dict(gallery_cams=G_CAMS[:5]), ValueError, r"with as many query cams \(3\) and gallery cams \(5\)"),
+        (
+            dict(gallery_camids=G_CAMIDS[:5]),
+            ValueError,
+            r"with as many query_camids \(3\) and gallery_camids \(5\)",
+        ),
         (dict(distances=DIST[0]), ValueError, r"distances must be a \(Q, G\) matrix, got shape \(6,\)"),
         (dict(distances=DIST.astype(str)), TypeError, "distances must be a .* of real numbers, got dtype <U"),
         (dict(distances=DIST > 0.3), TypeError, "of real numbers, got dtype bool"),
@@ -202,7 +208,13 @@ def test_float_ids_are_compared_exactly_never_truncated() -> None:
 )
 def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
     arguments = (
-        dict(distances=DIST, query_ids=Q_IDS, gallery_ids=G_IDS, query_cams=Q_CAMS, gallery_cams=G_CAMS)
+        dict(
+            distances=DIST,
+            query_pids=Q_PIDS,
+            gallery_pids=G_PIDS,
+            query_camids=Q_CAMIDS,
+            gallery_camids=G_CAMIDS,
+        )
         | kwargs
     )
     with pytest.raises(error, match=match):
@@ -213,18 +225,18 @@ def test_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None
 def test_empty_query_or_gallery_is_refused(shape: tuple[int, int]) -> None:
     q, g = shape
     with pytest.raises(ValueError, match=rf"must not be empty, got distances of shape \({q}, {g}\)"):
-        evaluate_ranking(np.zeros(shape), Q_IDS[:q], G_IDS[:g], Q_CAMS[:q], G_CAMS[:g])
+        evaluate_ranking(np.zeros(shape), Q_PIDS[:q], G_PIDS[:g], Q_CAMIDS[:q], G_CAMIDS[:g])
 
 
 def test_gallery_without_any_match_is_refused() -> None:
     with pytest.raises(ValueError, match=r"no query has a valid match in the gallery \(3 queries, 6 gallery"):
-        evaluate_ranking(DIST, [7, 8, 9], G_IDS, Q_CAMS, G_CAMS)
+        evaluate_ranking(DIST, [7, 8, 9], G_PIDS, Q_CAMIDS, G_CAMIDS)
     with pytest.raises(ValueError, match=r"junk_ids=\(1, 2\)"):
-        evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS, junk_ids=(1, 2))
+        evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS, junk_ids=(1, 2))
 
 
 def test_rank_must_be_an_int() -> None:
-    result = evaluate_ranking(DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS, max_rank=4)
+    result = evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS, max_rank=4)
     with pytest.raises(TypeError, match=r"k must be an int >= 1, got 1.5 \(float\)"):
         result.rank(1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"rank must be in 1..4, got 5"):

@@ -365,10 +365,32 @@ def test_pretrained_weights_offline_are_refused_in_seconds(tmp_path, monkeypatch
         (dict(stages=(), mae_kwargs=dict(scale=0.5)),
          r"^mae_kwargs apply to the MAE blocks, and this model has none \(stages=\(\), mae=True\), got "
          r"mae_kwargs=\{'scale': 0.5\}$"),
-        (dict(bme=False, bme_kwargs=dict(edge="replicate")), r"^bme_kwargs apply to the BME blocks, and this "
-         r"model has none \(stages=\(2, 3\), bme=False\)"),
+        (dict(bme=False, bme_kwargs=dict(edge="replicate")), r"^bme_kwargs=\{'edge': 'replicate'\} given but "
+         r"bme=False$"),
     ],
 )  # fmt: skip
 def test_block_arguments_without_the_block_are_refused(arguments: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         VideoReIDNet("resnet18", num_classes=3, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("block_arguments", "error"),
+    [
+        (dict(bme=False, bme_kwargs=dict(edge="replicate")), ValueError),
+        (dict(mae_kwargs=dict(channels=8)), ValueError),
+        (dict(mae_kwargs=dict(reductoin=2)), ValueError),
+        (dict(zero_init="yes"), TypeError),
+        (dict(mae_kwargs=[("scale", 0.5)]), TypeError),
+    ],
+)
+def test_the_settings_refuse_block_arguments_as_the_model_does(block_arguments: dict, error: type) -> None:
+    from lstrl_layers.reid.engine.settings import TrainSettings
+
+    flags = {k: v for k, v in block_arguments.items() if k in ("mae", "bme")}
+    model_kwargs = {k: v for k, v in block_arguments.items() if k not in flags}
+    with pytest.raises(error) as by_model:
+        VideoReIDNet("resnet18", num_classes=3, **block_arguments)
+    with pytest.raises(error) as by_settings:  # when the settings are made, before any model is built
+        TrainSettings(pretrained=False, model_kwargs=model_kwargs, **flags)
+    assert str(by_settings.value) == str(by_model.value)

@@ -16,15 +16,21 @@ from lstrl_layers.reid import (
 )
 from lstrl_layers.reid.engine import TrainSettings, fit
 
-IDS = torch.tensor([0, 0, 1, 1])  # gallery: identity 0 and its partner 1, cameras 1 and 2
-CAMS = torch.tensor([1, 2, 1, 2])
+GALLERY_PIDS = torch.tensor([0, 0, 1, 1])  # gallery: identity 0 and its partner 1, cameras 1 and 2
+GALLERY_CAMIDS = torch.tensor([1, 2, 1, 2])
 PARTNERS = {0: 1, 1: 0}
 
 
-def _auc(row: list[float], query_id: int = 0, query_cam: int = 0, **kwargs: object) -> float:
+def _auc(row: list[float], query_pid: int = 0, query_camid: int = 0, **kwargs: object) -> float:
     distances = torch.tensor([row])
     return pair_auc(
-        distances, torch.tensor([query_id]), IDS, torch.tensor([query_cam]), CAMS, PARTNERS, **kwargs
+        distances,
+        torch.tensor([query_pid]),
+        GALLERY_PIDS,
+        torch.tensor([query_camid]),
+        GALLERY_CAMIDS,
+        PARTNERS,
+        **kwargs,
     )
 
 
@@ -39,29 +45,33 @@ def test_pair_auc_counts_ordered_pairs_and_ties_as_one_half() -> None:
 
 def test_pair_auc_leaves_out_the_query_camera_and_queries_without_a_partner() -> None:
     # query in camera 1: only camera-2 entries count (0.4 own vs 0.3 partner: a loss)
-    assert _auc([0.1, 0.4, 0.9, 0.3], query_cam=1) == 0.0
+    assert _auc([0.1, 0.4, 0.9, 0.3], query_camid=1) == 0.0
     distances = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]])
-    with_unpaired = pair_auc(distances, torch.tensor([0, 7]), IDS, torch.tensor([0, 0]), CAMS, PARTNERS)
+    with_unpaired = pair_auc(
+        distances, torch.tensor([0, 7]), GALLERY_PIDS, torch.tensor([0, 0]), GALLERY_CAMIDS, PARTNERS
+    )
     assert with_unpaired == 1.0  # identity 7 has no partner: not scored
 
 
 def test_pair_auc_is_the_mean_over_queries_of_the_pairwise_counts() -> None:
     generator = np.random.default_rng(0)
     distances = generator.random((6, 12))
-    query_ids, query_cams = np.repeat([0, 1, 2], 2), np.tile([0, 1], 3)
-    gallery_ids, gallery_cams = np.repeat([0, 1, 2, 3], 3), np.tile([1, 2, 0], 4)
+    query_pids, query_camids = np.repeat([0, 1, 2], 2), np.tile([0, 1], 3)
+    gallery_pids, gallery_camids = np.repeat([0, 1, 2, 3], 3), np.tile([1, 2, 0], 4)
     partners = {0: 1, 1: 0, 2: 3, 3: 2}
     expected = []
     for q in range(6):
-        own = [g for g in range(12) if gallery_ids[g] == query_ids[q] and gallery_cams[g] != query_cams[q]]
+        own = [
+            g for g in range(12) if gallery_pids[g] == query_pids[q] and gallery_camids[g] != query_camids[q]
+        ]
         other = [
             g
             for g in range(12)
-            if gallery_ids[g] == partners[query_ids[q]] and gallery_cams[g] != query_cams[q]
+            if gallery_pids[g] == partners[query_pids[q]] and gallery_camids[g] != query_camids[q]
         ]
         wins = [distances[q, a] < distances[q, b] for a in own for b in other]
         expected.append(sum(wins) / len(wins))
-    got = pair_auc(distances, query_ids, gallery_ids, query_cams, gallery_cams, partners)
+    got = pair_auc(distances, query_pids, gallery_pids, query_camids, gallery_camids, partners)
     assert got == pytest.approx(sum(expected) / len(expected))
 
 
@@ -78,7 +88,9 @@ def test_pair_auc_bad_arguments(kwargs: dict, error: type[Exception], match: str
     arguments: dict = dict(partners=PARTNERS, **{k: v for k, v in kwargs.items() if k != "partners"})
     arguments["partners"] = kwargs.get("partners", PARTNERS)
     with pytest.raises(error, match=match):
-        pair_auc(torch.zeros(1, 4), torch.tensor([0]), IDS, torch.tensor([0]), CAMS, **arguments)
+        pair_auc(
+            torch.zeros(1, 4), torch.tensor([0]), GALLERY_PIDS, torch.tensor([0]), GALLERY_CAMIDS, **arguments
+        )
 
 
 @pytest.mark.parametrize("length", range(1, 30))
@@ -98,7 +110,7 @@ def test_even_indices_of_a_reversed_tracklet_are_the_indices_mirrored(length: in
 
 @pytest.mark.parametrize("motion", ["approach", "squat"])
 def test_partner_test_clips_are_exact_reversals(motion: str) -> None:
-    data = synthetic_motion_reid(2, 4, num_cams=2, frames=(5, 11), size=(32, 16), seed=2, motion=motion)
+    data = synthetic_motion_reid(2, 4, num_cams=2, length=(5, 11), size=(32, 16), seed=2, motion=motion)
     query = ClipDataset(data.query, 4, (32, 16), "even")
     gallery = ClipDataset(data.gallery, 4, (32, 16), "even")
     for dataset in (query, gallery):
@@ -109,7 +121,7 @@ def test_partner_test_clips_are_exact_reversals(motion: str) -> None:
 
 def _settings(**overrides: object) -> TrainSettings:
     values: dict = dict(
-        model="resnet18",
+        backbone="resnet18",
         pretrained=False,
         model_kwargs=dict(channels=(8, 16, 16, 16), stem_width=8),
         size=(32, 16),
@@ -135,7 +147,8 @@ def test_models_blind_to_time_reversal_score_one_half_and_stay_under_the_blind_c
         from ablation import blind_ceiling
     finally:
         sys.path.remove("benchmarks")
-    data = synthetic_motion_reid(8, 8, num_cams=3, frames=(6, 12), size=(32, 16), seed=0)
-    history = fit(_settings(**blocks), data, log=lambda message: None)  # trained a little: not at random
+    data = synthetic_motion_reid(8, 8, num_cams=3, length=(6, 12), size=(32, 16), seed=0)
+    # trained a little: not at random
+    history = fit(_settings(**blocks), data, log=lambda message: None).history
     assert [entry["pair_auc"] for entry in history] == [0.5, 0.5]
     assert history[-1]["mAP"] <= blind_ceiling(data)["mAP"]

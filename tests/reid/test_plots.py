@@ -15,10 +15,10 @@ import torch
 from lstrl_layers.reid import RankedRow, evaluate_ranking, plot_cmc, plot_ranked, ranked_rows
 
 # gallery: identity, camera
-G_IDS = [1, 2, 1, -1, 3, 1, 2]  # g3: junk
-G_CAMS = [1, 1, 0, 1, 2, 2, 2]
-Q_IDS = [1, 2, 4, -1, 3, 3]  # q2: no match in the gallery; q3: junk
-Q_CAMS = [0, 0, 0, 0, 0, 1]
+G_PIDS = [1, 2, 1, -1, 3, 1, 2]  # g3: junk
+G_CAMIDS = [1, 1, 0, 1, 2, 2, 2]
+Q_PIDS = [1, 2, 4, -1, 3, 3]  # q2: no match in the gallery; q3: junk
+Q_CAMIDS = [0, 0, 0, 0, 0, 1]
 ORDERS = [  # each query's gallery order, closest first
     [3, 2, 1, 0, 4, 5, 6],  # g3 junk, g2 same identity and camera: g1, g0 (hit), g4, g5 (hit), g6
     [6, 0, 1, 3, 2, 4, 5],  # g6 (hit), g0, g1 (hit), g2, g4, g5
@@ -28,7 +28,7 @@ ORDERS = [  # each query's gallery order, closest first
     [0, 1, 2, 3, 5, 6, 4],  # the same list (g4 is in another camera than q5's): the same AP as q4
 ]
 DIST = np.array([np.argsort(order) for order in ORDERS], dtype=float)  # dist[q, g] = g's place in q's order
-ARGS = (DIST, Q_IDS, G_IDS, Q_CAMS, G_CAMS)
+ARGS = (DIST, Q_PIDS, G_PIDS, Q_CAMIDS, G_CAMIDS)
 
 
 def test_ranked_rows_worst_first_by_hand() -> None:
@@ -56,12 +56,12 @@ def test_ranked_rows_cut_to_num_queries_and_to_the_entries_left() -> None:
     [
         (dict(num_queries=0), ValueError, "num_queries must be an int >= 1, got 0"),
         (dict(top_k=1.5), TypeError, r"top_k must be an int >= 1, got 1.5 \(float\)"),
-        (dict(query_ids=[7] * 6), ValueError, "no query has a valid match in the gallery"),
+        (dict(query_pids=[7] * 6), ValueError, "no query has a valid match in the gallery"),
         (dict(distances=DIST[:, :3]), ValueError, r"distances \(6, 3\) must be"),
     ],
 )
 def test_ranked_rows_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
-    arguments = dict(zip(("distances", "query_ids", "gallery_ids", "query_cams", "gallery_cams"), ARGS))
+    arguments = dict(zip(("distances", "query_pids", "gallery_pids", "query_camids", "gallery_camids"), ARGS))
     with pytest.raises(error, match=match):
         ranked_rows(**(arguments | kwargs))
 
@@ -153,7 +153,7 @@ def test_plot_ranked_bad_arguments_leave_the_previous_file(
     pytest.importorskip("matplotlib")
     path = tmp_path / "ranked.png"
     path.write_bytes(b"previous")
-    arguments = dict(zip(("distances", "query_ids", "gallery_ids", "query_cams", "gallery_cams"), ARGS))
+    arguments = dict(zip(("distances", "query_pids", "gallery_pids", "query_camids", "gallery_camids"), ARGS))
     arguments |= dict(query_frames=good_frame, gallery_frames=good_frame, path=path)
     with pytest.raises(error, match=match):
         plot_ranked(**(arguments | kwargs))

@@ -158,14 +158,14 @@ def test_improves_map_and_minp_on_noisy_identities(seed: int) -> None:
     seeds 0 to 39, +10 to +21 mAP points and +18 to +39 mINP points)."""
     generator = torch.Generator().manual_seed(seed)
     centres = torch.randn(20, 32, generator=generator)
-    query_ids, gallery_ids = torch.arange(20).repeat_interleave(2), torch.arange(20).repeat_interleave(5)
-    query = centres[query_ids] + 1.2 * torch.randn(len(query_ids), 32, generator=generator)
-    gallery = centres[gallery_ids] + 1.2 * torch.randn(len(gallery_ids), 32, generator=generator)
-    query_cams, gallery_cams = torch.zeros_like(query_ids), torch.ones_like(gallery_ids)
+    query_pids, gallery_pids = torch.arange(20).repeat_interleave(2), torch.arange(20).repeat_interleave(5)
+    query = centres[query_pids] + 1.2 * torch.randn(len(query_pids), 32, generator=generator)
+    gallery = centres[gallery_pids] + 1.2 * torch.randn(len(gallery_pids), 32, generator=generator)
+    query_camids, gallery_camids = torch.zeros_like(query_pids), torch.ones_like(gallery_pids)
     q_g = pairwise_distances(query, gallery)
-    plain = evaluate_ranking(q_g, query_ids, gallery_ids, query_cams, gallery_cams)
+    plain = evaluate_ranking(q_g, query_pids, gallery_pids, query_camids, gallery_camids)
     reranked_distances = rerank(q_g, pairwise_distances(query, query), pairwise_distances(gallery, gallery))
-    reranked = evaluate_ranking(reranked_distances, query_ids, gallery_ids, query_cams, gallery_cams)
+    reranked = evaluate_ranking(reranked_distances, query_pids, gallery_pids, query_camids, gallery_camids)
     assert reranked.mAP > plain.mAP + 0.05
     assert reranked.mINP > plain.mINP + 0.05
 

@@ -8,13 +8,18 @@ import pytest
 import torch
 
 from lstrl_layers.reid import (
+    ClipDataset,
     PKBatchSampler,
+    Tracklet,
+    TrainSettings,
     chunk_bounds,
     chunk_first_indices,
     dense_clip_indices,
     even_indices,
     restricted_random_indices,
 )
+from lstrl_layers.reid.embed import embed_tracklets
+from lstrl_layers.reid.sampling import SAMPLINGS, TEST_SAMPLINGS
 
 
 def test_chunks_split_the_tracklet_evenly() -> None:
@@ -97,27 +102,27 @@ def test_restricted_sampling_rejects_a_generator_of_the_wrong_type() -> None:
 
 
 def test_pk_batches_hold_p_identities_with_k_clips_each() -> None:
-    labels = [0] * 5 + [1] * 4 + [2] * 2 + [3] * 6 + [4] * 1 + [5] * 4 + [6] * 4
-    sampler = PKBatchSampler(labels, P=3, K=4, seed=1)
+    pids = [0] * 5 + [1] * 4 + [2] * 2 + [3] * 6 + [4] * 1 + [5] * 4 + [6] * 4
+    sampler = PKBatchSampler(pids, P=3, K=4, seed=1)
     batches = list(sampler)
     assert len(batches) == len(sampler) == 7 // 3
     visited = []
     for batch in batches:
         assert len(batch) == 12
-        ids = [labels[i] for i in batch]
+        ids = [pids[i] for i in batch]
         assert ids == [ids[0]] * 4 + [ids[4]] * 4 + [ids[8]] * 4  # K consecutive clips of each identity
         assert len(set(ids)) == 3
         for pid in set(ids):
-            own = [i for i in batch if labels[i] == pid]
-            available = labels.count(pid)
+            own = [i for i in batch if pids[i] == pid]
+            available = pids.count(pid)
             assert len(set(own)) == min(available, 4)  # no repeats unless the identity has fewer than K
         visited += sorted(set(ids))
     assert len(visited) == len(set(visited))  # each identity at most once per epoch
 
 
 def test_pk_sampler_order_depends_on_seed_and_epoch_only() -> None:
-    labels = [i // 3 for i in range(60)]
-    a, b = PKBatchSampler(labels, 4, 2, seed=0), PKBatchSampler(labels, 4, 2, seed=0)
+    pids = [i // 3 for i in range(60)]
+    a, b = PKBatchSampler(pids, 4, 2, seed=0), PKBatchSampler(pids, 4, 2, seed=0)
     first = list(a)
     assert list(a) != first  # iterating again moves to the next epoch
     b.set_epoch(0)
@@ -132,12 +137,12 @@ def test_pk_sampler_order_depends_on_seed_and_epoch_only() -> None:
 def test_pk_sampler_needs_p_identities() -> None:
     with pytest.raises(
         ValueError,
-        match=r"P \(identities per batch\) must be at most the number of identities in labels \(2\), got 3",
+        match=r"P \(identities per batch\) must be at most the number of identities in pids \(2\), got 3",
     ):
         PKBatchSampler([0, 0, 1], P=3, K=2)
 
 
-LABELS = [0, 0, 1, 1, 2, 2]
+PIDS = [0, 0, 1, 1, 2, 2]
 
 
 @pytest.mark.parametrize(
@@ -151,45 +156,63 @@ LABELS = [0, 0, 1, 1, 2, 2]
         (dict(K=None), TypeError, r"K \(tracklets per identity\) must be an int >= 1, got None"),
         (dict(seed=1.5), TypeError, r"seed must be an int, got 1.5 \(float\)"),
         (
-            dict(labels=[1.7, 1.2, 2, 2]),
+            dict(pids=[1.7, 1.2, 2, 2]),
             ValueError,
-            "labels must hold integer labels, got the non-integer value 1.7",
+            "pids must hold integer labels, got the non-integer value 1.7",
         ),
-        (dict(labels=["a", "b"]), TypeError, "labels must hold integer labels, got dtype <U1"),
-        (dict(labels=[]), ValueError, r"labels must hold one identity label per tracklet, got none"),
-        (dict(labels=5), TypeError, r"labels must be a 1-D tensor, array or list of integer labels, got 5"),
+        (dict(pids=["a", "b"]), TypeError, "pids must hold integer labels, got dtype <U1"),
+        (dict(pids=[]), ValueError, r"pids must hold the identity of every tracklet, got none"),
+        (dict(pids=5), TypeError, r"pids must be a 1-D tensor, array or list of integer labels, got 5"),
         (
-            dict(labels=torch.zeros(3, 2, dtype=torch.long)),
+            dict(pids=torch.zeros(3, 2, dtype=torch.long)),
             ValueError,
-            r"labels must be 1-D .* got shape \(3, 2\)",
+            r"pids must be 1-D .* got shape \(3, 2\)",
         ),
     ],
 )
 def test_pk_sampler_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
-    arguments = dict(labels=LABELS, P=2, K=2) | kwargs
+    arguments = dict(pids=PIDS, P=2, K=2) | kwargs
     with pytest.raises(error, match=match):
         PKBatchSampler(**arguments)
 
 
 def test_pk_sampler_labels_from_tensors_and_whole_floats_are_the_same_labels() -> None:
-    reference = list(PKBatchSampler(LABELS, 2, 2, seed=3))
-    for labels in (
-        torch.tensor(LABELS),
-        torch.tensor(LABELS, dtype=torch.float64),
-        [float(x) for x in LABELS],
+    reference = list(PKBatchSampler(PIDS, 2, 2, seed=3))
+    for pids in (
+        torch.tensor(PIDS),
+        torch.tensor(PIDS, dtype=torch.float64),
+        [float(x) for x in PIDS],
     ):
-        assert list(PKBatchSampler(labels, 2, 2, seed=3)) == reference
+        assert list(PKBatchSampler(pids, 2, 2, seed=3)) == reference
 
 
 @pytest.mark.parametrize(("epoch", "error"), [(1.5, TypeError), (-1, ValueError), ("1", TypeError)])
 def test_pk_sampler_set_epoch_rejects_bad_epochs(epoch: object, error: type[Exception]) -> None:
-    sampler = PKBatchSampler(LABELS, 2, 2)
+    sampler = PKBatchSampler(PIDS, 2, 2)
     with pytest.raises(error, match=f"epoch must be an int >= 0, got {epoch!r}"):
         sampler.set_epoch(epoch)  # type: ignore[arg-type]
 
 
 def test_pk_sampler_missing_p_or_k_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match=r"P \(identities per batch\) must be an int >= 1, got None"):
-        PKBatchSampler(LABELS, None, 2)  # type: ignore[arg-type]
+        PKBatchSampler(PIDS, None, 2)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"K \(tracklets per identity\) must be an int >= 1, got None"):
-        PKBatchSampler(LABELS, 2, None)  # type: ignore[arg-type]
+        PKBatchSampler(PIDS, 2, None)  # type: ignore[arg-type]
+
+
+def test_every_sampling_name_cuts_clips_and_the_test_ones_are_accepted_everywhere() -> None:
+    tracklet = Tracklet(torch.zeros(5, 3, 8, 4, dtype=torch.uint8), 0, 0)
+    for name in SAMPLINGS:
+        clips, pid, camid = ClipDataset([tracklet], 2, (8, 4), name)[0]
+        assert (pid, camid) == (0, 0)
+        # a training item is one clip (T, 3, H, W); a test item is the tracklet's clips (N, T, 3, H, W)
+        assert clips.shape[-4:] == (2, 3, 8, 4) and clips.ndim == (5 if name in TEST_SAMPLINGS else 4)
+    assert set(TEST_SAMPLINGS) == set(SAMPLINGS) - {"rrs"}  # every sampling but the random one
+    for name in TEST_SAMPLINGS:
+        assert TrainSettings(test_sampling=name).test_sampling == name
+    with pytest.raises(ValueError, match=r"test_sampling"):
+        TrainSettings(test_sampling="rrs")
+    with pytest.raises(
+        ValueError, match=r"sampling must be one of \('first', 'even', 'dense'\) .* got 'rrs'"
+    ):
+        embed_tracklets(lambda clips: clips.flatten(1), [tracklet], 2, size=(8, 4), sampling="rrs")

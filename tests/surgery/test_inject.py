@@ -224,7 +224,9 @@ def test_bad_arguments_leave_the_model_unchanged(kwargs: dict, error: type[Excep
 def test_model_that_is_not_a_module_is_a_type_error() -> None:
     with pytest.raises(TypeError, match=r"model must be an nn.Module \(a CNN\), got 'resnet18' \(str\)"):
         inject_lstrl("resnet18", [2])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"model must be an nn.Module holding LSTRL blocks, got 'resnet18'"):
+    with pytest.raises(
+        TypeError, match=r"model must be an nn.Module holding blocks \(ClipBlock\), got 'resnet18'"
+    ):
         set_num_frames("resnet18", 2)  # type: ignore[arg-type]
 
 

@@ -23,6 +23,7 @@ from .clips import (
 from .ilidsvid import read_ilidsvid
 from .lsvid import read_lsvid
 from .mars import read_mars
+from .registry import dataset_names, read_dataset, register_dataset
 from .synthetic import synthetic_motion_reid, synthetic_occlusion_reid, synthetic_video_reid
 from .tracklets import Frames, Tracklet, VideoReIDData
 
@@ -37,10 +38,13 @@ __all__ = [
     "VideoReIDData",
     "clip_transforms",
     "collate_test_clips",
+    "dataset_names",
+    "read_dataset",
     "read_ilidsvid",
     "read_lsvid",
     "read_mars",
     "read_rgb",
+    "register_dataset",
     "synthetic_motion_reid",
     "synthetic_occlusion_reid",
     "synthetic_video_reid",

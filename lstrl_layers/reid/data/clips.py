@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -12,8 +11,10 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..._checks import check_bool, check_int, check_size
+from ..._checks import check_bool, check_float, check_int, check_size, got
 from ..sampling import (
+    SAMPLINGS,
+    Sampling,
     chunk_first_indices,
     dense_clip_indices,
     even_indices,
@@ -49,8 +50,7 @@ def clip_transforms(
     """
     size, train = check_size("size", size), check_bool("train", train)
     padding = check_int("padding", padding, minimum=0)
-    if isinstance(erasing, bool) or not isinstance(erasing, (int, float)) or not 0 <= erasing <= 1:
-        raise ValueError(f"erasing must be a probability in [0, 1], got {erasing!r}")
+    erasing = check_float("erasing", erasing, "a probability in [0, 1]", low=0.0, high=1.0)
     from torchvision.transforms import v2
 
     steps: list[Callable[[Tensor], Tensor]] = []
@@ -82,24 +82,22 @@ def read_rgb(path: str | Path) -> Tensor:
         raise UnreadableFrame(f"{path}: {type(err).__name__}: {err}") from err
 
 
-Sampling = Literal["rrs", "first", "even", "dense"]
-
-
 def _checked_tracklet(index: int, tracklet: object) -> Tracklet:
     """``tracklet`` if it is a :class:`Tracklet` with frames a clip can be read from."""
     if not isinstance(tracklet, Tracklet):
-        raise TypeError(f"tracklets[{index}] must be a Tracklet, got {type(tracklet).__name__}")
+        raise TypeError(f"tracklets[{index}] must be a Tracklet, got {got(tracklet)}")
     for name in ("pid", "camid"):
         value = getattr(tracklet, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"tracklets[{index}].{name} must be an int, got {value!r}")
+            raise TypeError(f"tracklets[{index}].{name} must be an int, got {got(value)}")
     frames = tracklet.frames
-    if isinstance(frames, Tensor) and (
-        frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != torch.uint8
-    ):
+    if isinstance(frames, Tensor) and frames.dtype != torch.uint8:
+        raise TypeError(
+            f"tracklets[{index}].frames must be a uint8 (N, 3, H, W) tensor, got a {frames.dtype} tensor"
+        )
+    if isinstance(frames, Tensor) and (frames.ndim != 4 or frames.shape[1] != 3):
         raise ValueError(
-            f"tracklets[{index}].frames must be a uint8 (N, 3, H, W) tensor, "
-            f"got {frames.dtype} of shape {tuple(frames.shape)}"
+            f"tracklets[{index}].frames must be a uint8 (N, 3, H, W) tensor, got shape {tuple(frames.shape)}"
         )
     if len(tracklet) == 0:
         raise ValueError(
@@ -139,10 +137,16 @@ class ClipDataset(Dataset):
         seed: int | None = None,
         name: str = "",
     ) -> None:
-        if sampling not in ("rrs", "first", "even", "dense"):
-            raise ValueError(f"sampling must be 'rrs', 'first', 'even' or 'dense', got {sampling!r}")
+        if not isinstance(sampling, str):
+            raise TypeError(f"sampling must be one of {SAMPLINGS}, got {got(sampling)}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be callable or None, got {transform!r}")
+            raise TypeError(f"transform must be callable or None, got {got(transform)}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be the data set's name (a str), got {got(name)}")
+        if isinstance(tracklets, (str, bytes)) or not isinstance(tracklets, Sequence):
+            raise TypeError(f"tracklets must be a list of Tracklet, got {got(tracklets)}")
         self.tracklets = [_checked_tracklet(i, t) for i, t in enumerate(tracklets)]
         if not self.tracklets:
             raise ValueError("tracklets is empty: a ClipDataset needs at least one tracklet")
@@ -179,7 +183,7 @@ class ClipDataset(Dataset):
         return len(self.tracklets)
 
     @property
-    def labels(self) -> list[int]:
+    def pids(self) -> list[int]:
         """Identity of every item, for :class:`~lstrl_layers.reid.sampling.PKBatchSampler`."""
         return [t.pid for t in self.tracklets]
 

@@ -20,7 +20,7 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
-from ..._checks import check_int
+from ..._checks import check_int, check_size, got
 from .tracklets import Tracklet, VideoReIDData
 
 __all__ = ["MOTIONS", "synthetic_motion_reid", "synthetic_occlusion_reid", "synthetic_video_reid"]
@@ -157,7 +157,7 @@ def synthetic_video_reid(
     num_test_ids: int = 16,
     num_cams: int = 3,
     tracklets_per_cam: int = 1,
-    frames: tuple[int, int] = (8, 24),
+    length: tuple[int, int] = (8, 24),
     size: tuple[int, int] = (64, 32),
     seed: int = 0,
 ) -> VideoReIDData:
@@ -165,7 +165,7 @@ def synthetic_video_reid(
 
     Each identity is a figure with its own colours (head, upper and lower body), an optional striped top,
     a build and a gait (stride, cadence). It appears in ``num_cams`` cameras, ``tracklets_per_cam``
-    tracklets each; a tracklet is ``frames[0]..frames[1]`` frames of the figure walking across the view with
+    tracklets each; a tracklet is ``length[0]..length[1]`` frames of the figure walking across the view with
     swinging legs, over the camera's background and colour cast, with per-clip position, scale,
     illumination, a background object and pixel noise. Test identities are disjoint from training ones; the
     query of each is its first tracklet and its other tracklets are the gallery (with
@@ -175,18 +175,18 @@ def synthetic_video_reid(
     about identity. :func:`synthetic_motion_reid` is the opposite case.
 
     Example:
-        >>> data = synthetic_video_reid(4, 2, num_cams=2, frames=(6, 8), size=(32, 16))
+        >>> data = synthetic_video_reid(4, 2, num_cams=2, length=(6, 8), size=(32, 16))
         >>> len(data.train), len(data.query), len(data.gallery), tuple(data.train[0].frames.shape[1:])
         (8, 2, 2, (3, 32, 16))
     """
-    _check_arguments(num_train_ids, num_test_ids, num_cams, tracklets_per_cam, frames, size, seed)
+    _check_arguments(num_train_ids, num_test_ids, num_cams, tracklets_per_cam, length, size, seed)
     g = torch.Generator().manual_seed(seed)
     cameras = _cameras(num_cams, g)
 
     def tracklets(pid: int) -> list[Tracklet]:
         look = _person(g)
         return [
-            Tracklet(_render_clip(look, cameras[cam], _length(frames, g), size, g), pid, cam)
+            Tracklet(_render_clip(look, cameras[cam], _length(length, g), size, g), pid, cam)
             for cam in range(num_cams)
             for _ in range(tracklets_per_cam)
         ]
@@ -199,7 +199,7 @@ def synthetic_motion_reid(
     num_test_ids: int = 16,
     num_cams: int = 3,
     tracklets_per_cam: int = 1,
-    frames: tuple[int, int] = (8, 24),
+    length: tuple[int, int] = (8, 24),
     size: tuple[int, int] = (64, 32),
     seed: int = 0,
     motion: str = "approach",
@@ -233,16 +233,18 @@ def synthetic_motion_reid(
     arguments are those of :func:`synthetic_video_reid`.
 
     Example:
-        >>> data = synthetic_motion_reid(4, 2, num_cams=2, frames=(6, 8), size=(32, 16), motion="squat")
+        >>> data = synthetic_motion_reid(4, 2, num_cams=2, length=(6, 8), size=(32, 16), motion="squat")
         >>> data.partners, bool((data.query[1].frames == data.query[0].frames.flip(0)).all())
         ({4: 5, 5: 4}, True)
     """
+    _check_arguments(num_train_ids, num_test_ids, num_cams, tracklets_per_cam, length, size, seed)
     for name, value in (("num_train_ids", num_train_ids), ("num_test_ids", num_test_ids)):
-        if isinstance(value, int) and not isinstance(value, bool) and value % 2:
+        if value % 2:
             raise ValueError(f"{name} must be even (identities come in pairs), got {value!r}")
+    if not isinstance(motion, str):
+        raise TypeError(f"motion must be one of {MOTIONS}, got {got(motion)}")
     if motion not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
-    _check_arguments(num_train_ids, num_test_ids, num_cams, tracklets_per_cam, frames, size, seed)
     g = torch.Generator().manual_seed(seed)
     cameras = _cameras(num_cams, g)
     rendered: list[Tensor] = []
@@ -251,7 +253,7 @@ def synthetic_motion_reid(
         if pid % 2 == 0:  # render the pair's videos once; the partner plays them backwards
             look = _person(g)
             rendered[:] = [
-                _render_clip(look, cameras[cam], _length(frames, g), size, g, motion=motion)
+                _render_clip(look, cameras[cam], _length(length, g), size, g, motion=motion)
                 for cam in range(num_cams)
                 for _ in range(tracklets_per_cam)
             ]
@@ -269,7 +271,7 @@ def synthetic_occlusion_reid(
     num_test_ids: int = 16,
     num_cams: int = 3,
     tracklets_per_cam: int = 1,
-    frames: tuple[int, int] = (8, 24),
+    length: tuple[int, int] = (8, 24),
     size: tuple[int, int] = (64, 32),
     seed: int = 0,
 ) -> VideoReIDData:
@@ -288,11 +290,11 @@ def synthetic_occlusion_reid(
     set measures how much attention over all frames adds, rather than deciding it by construction.
 
     Example:
-        >>> data = synthetic_occlusion_reid(4, 2, num_cams=2, frames=(6, 8), size=(32, 16))
+        >>> data = synthetic_occlusion_reid(4, 2, num_cams=2, length=(6, 8), size=(32, 16))
         >>> len(data.train), data.name
         (8, 'synthetic-occlusion')
     """
-    _check_arguments(num_train_ids, num_test_ids, num_cams, tracklets_per_cam, frames, size, seed)
+    _check_arguments(num_train_ids, num_test_ids, num_cams, tracklets_per_cam, length, size, seed)
     g = torch.Generator().manual_seed(seed)
     cameras = _cameras(num_cams, g)
     total = num_train_ids + num_test_ids
@@ -304,7 +306,7 @@ def synthetic_occlusion_reid(
         upper, lower = uppers[combinations[pid] // looks], lowers[combinations[pid] % looks]
         look = {**upper, **{k: lower[k] for k in ("lower", "stride", "gait_freq")}}
         return [
-            Tracklet(_render_clip(look, cameras[cam], _length(frames, g), size, g, occlusion=True), pid, cam)
+            Tracklet(_render_clip(look, cameras[cam], _length(length, g), size, g, occlusion=True), pid, cam)
             for cam in range(num_cams)
             for _ in range(tracklets_per_cam)
         ]
@@ -317,7 +319,7 @@ def _check_arguments(
     num_test_ids: int,
     num_cams: int,
     tracklets_per_cam: int,
-    frames: tuple[int, int],
+    length: tuple[int, int],
     size: tuple[int, int],
     seed: int,
 ) -> None:
@@ -326,13 +328,13 @@ def _check_arguments(
     check_int("num_cams", num_cams)
     check_int("tracklets_per_cam", tracklets_per_cam)
     check_int("seed", seed, minimum=None)
-    for name, pair in (("frames", frames), ("size", size)):
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"{name} must be a pair of ints, got {pair!r}")
-        for value in pair:
-            check_int(name, value)
-    if frames[0] > frames[1]:
-        raise ValueError(f"frames must be (shortest, longest) with shortest <= longest, got {frames!r}")
+    check_size("size", size)
+    expected = "(shortest, longest), the range of tracklet lengths in frames: two ints >= 1"
+    if isinstance(length, (str, bytes)) or not isinstance(length, (tuple, list)) or len(length) != 2:
+        raise TypeError(f"length must be {expected}, got {got(length)}")
+    shortest, longest = (check_int(f"length[{i}]", value) for i, value in enumerate(length))
+    if shortest > longest:
+        raise ValueError(f"length must be {expected} with shortest <= longest, got {length!r}")
 
 
 def _cameras(num_cams: int, g: torch.Generator) -> list[dict[str, Tensor]]:
@@ -347,9 +349,9 @@ def _cameras(num_cams: int, g: torch.Generator) -> list[dict[str, Tensor]]:
     ]
 
 
-def _length(frames: tuple[int, int], g: torch.Generator) -> int:
-    """A tracklet length drawn from ``frames[0]..frames[1]``."""
-    return int(torch.randint(frames[0], frames[1] + 1, (), generator=g))
+def _length(length: tuple[int, int], g: torch.Generator) -> int:
+    """A tracklet length drawn from ``length[0]..length[1]``."""
+    return int(torch.randint(length[0], length[1] + 1, (), generator=g))
 
 
 def _split(

@@ -57,8 +57,8 @@ class VideoReIDData:
 
 
 def relabel(tracklets: list[Tracklet]) -> tuple[list[Tracklet], int]:
-    labels = {pid: i for i, pid in enumerate(sorted({t.pid for t in tracklets}))}
-    return [Tracklet(t.frames, labels[t.pid], t.camid) for t in tracklets], len(labels)
+    new_pid = {pid: i for i, pid in enumerate(sorted({t.pid for t in tracklets}))}
+    return [Tracklet(t.frames, new_pid[t.pid], t.camid) for t in tracklets], len(new_pid)
 
 
 def checked_split(data: VideoReIDData, root: Path) -> VideoReIDData:

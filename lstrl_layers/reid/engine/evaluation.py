@@ -27,29 +27,28 @@ from .runtime import autocast, in_memory_format, progress
 from .settings import TrainSettings
 
 __all__ = [
-    "RERANK_K1",
-    "RERANK_K2",
-    "RERANK_LAMBDA",
     "Ranking",
     "draw_pictures",
     "evaluate",
     "evaluate_trained",
+    "extract",
     "load_trained",
     "rank_query_gallery",
     "summary",
+    "test_loader",
 ]
 
-RERANK_K1, RERANK_K2, RERANK_LAMBDA = (
-    20,
-    6,
-    0.3,
-)  # k-reciprocal re-ranking (Zhong et al. 2017), their defaults
 Log = Callable[[str], None]
 
 
 def test_loader(
-    tracklets: Sequence[Any], settings: TrainSettings, world: World, name: str
+    tracklets: Sequence[Any], settings: TrainSettings, name: str = "", world: World | None = None
 ) -> tuple[DataLoader, list[int]]:
+    """The test clips of ``tracklets`` (``settings.test_sampling``) in this rank's shard, and the shard's
+    tracklet indices; batches as :func:`~lstrl_layers.reid.collate_test_clips` gives them. ``name`` names
+    the tracklets in the messages of frames that cannot be read; ``world``: this process among those of
+    ``torchrun`` (default: a single process on ``settings.device``)."""
+    world = world or World(device=settings.device)
     sampling: Sampling = settings.test_sampling  # type: ignore[assignment]
     dataset = ClipDataset(
         tracklets,
@@ -73,13 +72,22 @@ def test_loader(
 
 @torch.no_grad()
 def extract(
-    model: nn.Module, tracklets: Sequence[Any], settings: TrainSettings, world: World, desc: str
+    model: nn.Module,
+    tracklets: Sequence[Any],
+    settings: TrainSettings,
+    name: str = "",
+    world: World | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One embedding per tracklet (the mean over its clips), identities and cameras, from all ranks."""
+    """One embedding per tracklet (the mean over its clips), identities and cameras, from all ranks.
+
+    ``model`` (in eval mode here) maps clips to embeddings; under ``torchrun`` every rank embeds its shard
+    (:func:`test_loader`) and every rank gets all rows, in the order of ``tracklets``.
+    """
+    world = world or World(device=settings.device)
     model.eval()
-    loader, shard = test_loader(tracklets, settings, world, desc)
+    loader, _ = test_loader(tracklets, settings, name, world)
     features, pids, camids = [], [], []
-    for clips, counts, pid, camid in progress(loader, settings.progress and world.is_main, desc=desc):
+    for clips, counts, pid, camid in progress(loader, settings.progress and world.is_main, desc=name):
         with autocast(settings, world):
             embeddings = torch.cat(
                 [
@@ -127,8 +135,8 @@ def rank_query_gallery(
     """Embed query and gallery (sharded over the ranks), rank them on rank 0 (and re-rank with
     ``settings.rerank``): the metrics, the same on every rank, and the ranking (``None`` off rank 0)."""
     module = model.module if isinstance(model, DistributedDataParallel) else model
-    query = extract(module, data.query, settings, world, f"{data.name} query".strip())
-    gallery = extract(module, data.gallery, settings, world, f"{data.name} gallery".strip())
+    query = extract(module, data.query, settings, f"{data.name} query".strip(), world)
+    gallery = extract(module, data.gallery, settings, f"{data.name} gallery".strip(), world)
     ranking = None
     if world.is_main:
         distances = {"plain": pairwise_distances(query[0], gallery[0], settings.metric)}
@@ -137,9 +145,7 @@ def rank_query_gallery(
 
             query_query = pairwise_distances(query[0], query[0], settings.metric)
             gallery_gallery = pairwise_distances(gallery[0], gallery[0], settings.metric)
-            distances["reranked"] = rerank(
-                distances["plain"], query_query, gallery_gallery, RERANK_K1, RERANK_K2, RERANK_LAMBDA
-            )
+            distances["reranked"] = rerank(distances["plain"], query_query, gallery_gallery)
         results = {
             name: evaluate_ranking(d, query[1], gallery[1], query[2], gallery[2], junk_ids=data.junk_ids)
             for name, d in distances.items()
@@ -167,6 +173,8 @@ def evaluate(
 
 
 def draw_pictures(ranking: Ranking, data: VideoReIDData) -> Callable[[Path, Path], None]:
+    """``draw(cmc_path, ranked_path)``: the CMC curves of ``ranking`` and its worst queries with their top
+    gallery clips (:mod:`~lstrl_layers.reid.plots`)."""
     from ..plots import plot_cmc, plot_ranked
 
     def draw(cmc_path: Path, ranked_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 :func:`fit` trains a :class:`~lstrl_layers.VideoReIDNet` with the paper's recipe (§4.2: RRS clips, ``P x K``
 batches, random crop / flip / erasing, cross-entropy + batch-hard triplet loss, Adam with a step decay) and
-evaluates it with the standard ReID protocol (:func:`evaluate`). ``examples/train_video_reid.py`` and
-``benchmarks/ablation.py`` are thin command lines over it.
+evaluates it with the standard ReID protocol (:func:`~lstrl_layers.reid.engine.evaluate`).
+``examples/train_video_reid.py`` and ``benchmarks/ablation.py`` are thin command lines over it.
 
 Under ``torchrun --nproc_per_node=N`` the same call trains with DistributedDataParallel (NCCL on CUDA, gloo on
 the CPU). The choices, where the paper (two GPUs) is silent:
@@ -20,336 +20,61 @@ the CPU). The choices, where the paper (two GPUs) is silent:
 
 from __future__ import annotations
 
-import functools
 import math
-import random
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ...blocks.bme import BME
-from ..data import ClipDataset, VideoReIDData, clip_transforms
+from ..._checks import got
+from ..data import VideoReIDData
 from ..losses import ReIDLoss
 from ..model import VideoReIDNet
-from ..pretrained import load_state_dict_checked
-from ..sampling import PKBatchSampler
-from .checkpoint import (
-    load_checkpoint,
-    random_states,
-    save_checkpoint,
-    save_model,
-    set_random_states,
-)
-from .distributed import (
-    RankBatchSampler,
-    World,
-    all_gather_objects,
-    any_over_ranks,
-    close_world,
-    gather_with_grad,
-    init_world,
-    mean_over_ranks,
-)
-from .evaluation import (
-    Ranking,
-    draw_pictures,
-    evaluate,
-    evaluate_trained,
-    load_trained,
-    rank_query_gallery,
-    summary,
+from .checkpoint import save_model
+from .distributed import World, close_world, init_world, mean_over_ranks
+from .evaluation import Ranking, draw_pictures, rank_query_gallery, summary
+from .hooks import Hook, HookList, TrainState, check_hooks
+from .recipe import (
+    LossFactory,
+    ModelFactory,
+    OptimizerFactory,
+    Scheduler,
+    build_loss,
+    build_model,
+    build_optimizer,
+    seed_everything,
 )
 from .reporting import Reporter
-from .runtime import autocast, in_memory_format, progress
-from .settings import TrainSettings, check_resume
+from .resume import resume_run, save_run
+from .runtime import in_memory_format
+from .settings import TrainSettings
+from .signals import StopRequest, TrainingInterrupted, stop_on_signals
+from .step import EpochProgress, train_epoch, train_loader
 
-__all__ = [
-    "NonFiniteLoss",
-    "TrainSettings",
-    "TrainingInterrupted",
-    "build_loss",
-    "build_model",
-    "build_optimizer",
-    "evaluate",
-    "evaluate_trained",
-    "fit",
-    "load_trained",
-    "seed_everything",
-]
+__all__ = ["FitResult", "fit"]
 
 Log = Callable[[str], None]
-Scheduler = torch.optim.lr_scheduler.LRScheduler
-ModelFactory = Callable[[TrainSettings, int], nn.Module]
-LossFactory = Callable[[TrainSettings], ReIDLoss]
-OptimizerFactory = Callable[[TrainSettings, nn.Module], tuple[torch.optim.Optimizer, Scheduler]]
-RERANK_K1, RERANK_K2, RERANK_LAMBDA = (
-    20,
-    6,
-    0.3,
-)  # k-reciprocal re-ranking (Zhong et al. 2017), their defaults
-
-
-class TrainingInterrupted(RuntimeError):
-    """Training stopped by a signal (SIGTERM, SIGINT) after finishing its step; the checkpoint is written.
-
-    ``fit(..., resume=checkpoint)`` continues the run as if it had not stopped.
-    """
-
-    def __init__(self, signal_name: str, epoch: int, step: int, checkpoint: Path | None) -> None:
-        where = f"epoch {epoch}, step {step}" if step else f"the end of epoch {epoch - 1}"
-        saved = (
-            f"checkpoint written to {checkpoint}; continue with --resume {checkpoint.parent}"
-            if checkpoint is not None
-            else "no output folder, so no checkpoint"
-        )
-        super().__init__(f"stopped by {signal_name} at {where}: {saved}")
-        self.signal_name, self.epoch, self.step, self.checkpoint = signal_name, epoch, step, checkpoint
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The training loss became NaN or infinite; the step was not applied, the last checkpoint is kept."""
-
-
-def build_model(settings: TrainSettings, num_classes: int) -> VideoReIDNet:
-    """The run's :class:`~lstrl_layers.VideoReIDNet` (the default model factory of :func:`fit`)."""
-    return VideoReIDNet(**settings.model_arguments(num_classes))
-
-
-def build_loss(settings: TrainSettings) -> ReIDLoss:
-    """Cross-entropy + batch-hard triplet loss (the default loss factory of :func:`fit`)."""
-    return ReIDLoss(
-        margin=settings.margin,
-        label_smoothing=settings.label_smoothing,
-        triplet_weight=settings.triplet_weight,
-    )
-
-
-def build_optimizer(settings: TrainSettings, model: nn.Module) -> tuple[torch.optim.Optimizer, Scheduler]:
-    """Adam with a step decay (the paper's §4.2; the default optimizer factory of :func:`fit`).
-
-    The parameters of the BME blocks (alone or in an :class:`~lstrl_layers.LSTRLBlock`) learn at
-    ``settings.lr * settings.bme_lr_factor``, all others at ``settings.lr``.
-    """
-    trained = [p for p in model.parameters() if p.requires_grad]
-    groups: list[dict[str, Any]] = [{"params": trained}]  # one group, as in checkpoints of version 0.1
-    if settings.bme_lr_factor != 1:
-        blocks = {id(p) for m in model.modules() if isinstance(m, BME) for p in m.parameters()}
-        groups = [
-            {"params": [p for p in trained if id(p) not in blocks]},
-            {"params": [p for p in trained if id(p) in blocks], "lr": settings.lr * settings.bme_lr_factor},
-        ]
-    optimizer = torch.optim.Adam(
-        [g for g in groups if g["params"]], lr=settings.lr, weight_decay=settings.weight_decay
-    )
-    return optimizer, torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=settings.step, gamma=settings.gamma
-    )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), Python's ``random`` and NumPy."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-def _freeze_batchnorm(model: nn.Module) -> None:
-    """BatchNorm layers normalize with their running statistics and leave them unchanged."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
-
-
-def train_step(
-    model: nn.Module,
-    criterion: ReIDLoss,
-    optimizer: torch.optim.Optimizer,
-    clips: Tensor,
-    pids: Tensor,
-    settings: TrainSettings,
-    world: World,
-) -> dict[str, float]:
-    """One optimization step on this rank's share of a global batch; returns the step's statistics.
-
-    The loss is ``criterion``'s; its triplet term mines over the global batch (features gathered from all
-    ranks), and is weighted by the number of ranks ``N`` because DDP averages gradients over them.
-
-    Raises:
-        NonFiniteLoss: the loss is NaN or infinite on any rank; no parameter is changed.
-    """
-    with autocast(settings, world):
-        logits, features = model(clips)
-    mining = (gather_with_grad(features.float(), world), gather_with_grad(pids, world))
-    loss, parts = criterion(logits.float(), features.float(), pids, mining=mining, triplet_scale=world.size)
-    if any_over_ranks(not bool(torch.isfinite(loss.detach())), world):
-        raise NonFiniteLoss(
-            f"the loss is {parts['loss']} (cross-entropy {parts['ce']}, triplet {parts['triplet']})"
-        )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return {**parts, "acc": float((logits.argmax(1) == pids).float().mean())}
-
-
-class _StopRequest:
-    """Set by SIGTERM / SIGINT; a second SIGINT stops at once (KeyboardInterrupt)."""
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
-
-    def requested(self, world: World) -> bool:
-        return any_over_ranks(self.signal_name is not None, world)
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[_StopRequest]:
-    """SIGTERM and SIGINT request a stop after the current step (main thread only; elsewhere, no change)."""
-    request = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-    previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield request
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @dataclass
-class _EpochState:
-    """How far an epoch got: steps done and the sums of their statistics (this rank's)."""
+class FitResult:
+    """What :func:`fit` returns.
 
-    steps: int = 0
-    totals: dict[str, float] | None = None
-    # a stopped run's random states, restored once the data loader of its epoch exists (creating one draws
-    # a seed, which the stopped run had drawn before them)
-    random_states: dict[str, Tensor] | None = None
+    Attributes:
+        model: the trained model (on the run's device, without a DistributedDataParallel wrapper, in eval
+            mode after the last evaluation).
+        history: one entry per evaluation, ``{"epoch": e, "mAP": ..., "mINP": ..., "rank1": ..., ...,
+            "loss": ...}`` (epoch 0: before training, without ``"loss"``).
+    """
 
-    def add(self, stats: dict[str, float]) -> None:
-        self.steps += 1
-        self.totals = {k: (self.totals or {}).get(k, 0.0) + v for k, v in stats.items()}
-
-
-def _train_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    criterion: ReIDLoss,
-    optimizer: torch.optim.Optimizer,
-    settings: TrainSettings,
-    world: World,
-    epoch: int,
-    state: _EpochState,
-    stop: _StopRequest,
-) -> bool:
-    """Train the rest of one epoch into ``state``; ``True`` if a stop was requested before its end."""
-    model.train()
-    if settings.freeze_bn:
-        _freeze_batchnorm(model)
-    total = min(len(loader) + state.steps, settings.max_steps or math.inf)
-    loader_iterator = iter(loader)  # made here: making it draws a seed from torch's generator
-    if state.random_states is not None:
-        set_random_states(state.random_states)
-        state.random_states = None
-    bar = progress(loader_iterator, settings.progress and world.is_main, desc=f"epoch {epoch}", total=total)
-    batches = iter(bar)
-    while state.steps < total:
-        try:
-            clips, pids, _ = next(batches)
-        except StopIteration:
-            break
-        except RuntimeError:  # a data loader worker ended by the same Ctrl-C
-            if stop.signal_name is not None:
-                return True
-            raise
-        clips, pids = clips.to(world.device, non_blocking=True), pids.to(world.device, non_blocking=True)
-        try:
-            stats = train_step(model, criterion, optimizer, clips, pids, settings, world)
-        except NonFiniteLoss as err:
-            raise NonFiniteLoss(f"epoch {epoch}, step {state.steps + 1}: {err}") from None
-        state.add(stats)
-        if hasattr(bar, "set_postfix") and state.totals:
-            bar.set_postfix(
-                loss=f"{state.totals['loss'] / state.steps:.3f}",
-                acc=f"{state.totals['acc'] / state.steps:.2f}",
-            )
-        if state.steps < total and stop.requested(world):
-            return True
-    return False
-
-
-def _train_loader(data: VideoReIDData, settings: TrainSettings, world: World) -> DataLoader:
-    dataset = ClipDataset(
-        data.train,
-        settings.num_frames,
-        settings.size,
-        "rrs",  # restricted random sampling (training)
-        clip_transforms(settings.size, train=True, erasing=settings.erasing),
-        name=f"{data.name} train".strip(),
-    )
-    sampler = RankBatchSampler(
-        PKBatchSampler(dataset.labels, settings.P, settings.K, seed=settings.seed), world
-    )
-    # workers are started afresh each epoch and seeded from torch's generator, so a resumed run draws the
-    # same augmentations as the run that was never stopped
-    return DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=settings.workers,
-        pin_memory=world.device.startswith("cuda"),
-    )
-
-
-def _resume_state(
-    path: str | Path,
-    settings: TrainSettings,
-    world: World,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Scheduler,
-    say: Log,
-) -> tuple[list[dict[str, Any]], int, _EpochState]:
-    """Load a checkpoint into the model, optimizer and scheduler: (history, next epoch, its state so far)."""
-    path = Path(path) / "checkpoint.pt" if Path(path).is_dir() else Path(path)
-    state = load_checkpoint(path, map_location=world.device)
-    try:
-        check_resume(settings, state)
-    except ValueError as err:
-        raise ValueError(f"resume={str(path)!r}: {err}") from None
-    load_state_dict_checked(model, state["model"], str(path))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    saved = state["random_states"]
-    partial = state.get("partial") or {"steps": 0, "totals": [None] * len(saved)}
-    epoch_state = _EpochState(int(partial["steps"]), partial["totals"][world.rank % len(saved)])
-    if epoch_state.steps:  # mid-epoch: once the epoch's data loader exists, as in the stopped run
-        epoch_state.random_states = saved[world.rank % len(saved)]
-    else:
-        set_random_states(saved[world.rank % len(saved)])
-    if len(saved) != world.size:
-        say(
-            f"resuming a run of {len(saved)} process(es) on {world.size}: the global batches come in the "
-            f"same order, the random augmentations differ from those the stopped run would have drawn"
-        )
-    where = f", step {epoch_state.steps} of epoch {int(state['epoch']) + 1}" if epoch_state.steps else ""
-    say(f"resumed from {path} at epoch {state['epoch']}{where}")
-    return list(state["history"]), int(state["epoch"]) + 1, epoch_state
+    model: nn.Module
+    history: list[dict[str, Any]]
 
 
 def fit(
@@ -362,114 +87,199 @@ def fit(
     loss_factory: LossFactory = build_loss,
     optimizer_factory: OptimizerFactory = build_optimizer,
     tensorboard: str | Path | None = None,
-) -> list[dict[str, Any]]:
-    """Train on ``data.train`` and evaluate on ``data.query`` / ``data.gallery``; returns the history.
+    hooks: Sequence[Hook] = (),
+) -> FitResult:
+    """Train on ``data.train`` and evaluate on ``data.query`` / ``data.gallery``: the trained model and the
+    history (:class:`FitResult`).
 
-    The history lists one entry per evaluation, ``{"epoch": e, "mAP": ..., "mINP": ..., "rank1": ..., ...,
-    "loss": ...}`` (epoch 0: before training), after every ``settings.eval_every`` epochs and after the last.
+    Evaluations come before training (epoch 0), every ``settings.eval_every`` epochs and after the last.
     With ``out``, rank 0 writes ``metrics.json`` (``{"epochs": history}``), ``checkpoint.pt`` (every epoch),
     ``model.pt`` (:func:`~lstrl_layers.reid.engine.load_model` rebuilds it; timm backbones), and the
     pictures ``history.png``, ``cmc.png`` and ``ranked.png`` (the worst queries and their top matches), every
-    file atomically; with ``tensorboard``, TensorBoard scalars there.
+    file atomically; with ``tensorboard``, TensorBoard scalars there. ``log`` gets rank 0's lines.
 
     Your own variant trains with the same loop through the factories: ``model_factory(settings,
-    num_classes)`` (default :func:`build_model`; a model returning ``(logits, features)`` in train mode and
-    embeddings in eval mode), ``loss_factory(settings)`` (default :func:`build_loss`, a
-    :class:`~lstrl_layers.reid.ReIDLoss`) and ``optimizer_factory(settings, model)`` (default
-    :func:`build_optimizer`: ``(optimizer, scheduler)``, the scheduler stepped once per epoch).
+    num_classes)`` (default :func:`~lstrl_layers.reid.engine.build_model`; a model returning ``(logits,
+    features)`` in train mode and embeddings in eval mode), ``loss_factory(settings)`` (default
+    :func:`~lstrl_layers.reid.engine.build_loss`, a :class:`~lstrl_layers.reid.ReIDLoss`) and
+    ``optimizer_factory(settings, model)`` (default :func:`~lstrl_layers.reid.engine.build_optimizer`:
+    ``(optimizer, scheduler)``, the scheduler stepped once per epoch). ``hooks``
+    (:class:`~lstrl_layers.reid.engine.Hook`) run your code before and after training, each epoch, each step
+    and each evaluation, on every process.
 
     ``resume`` (a checkpoint or a folder holding ``checkpoint.pt``) continues a run: on the CPU with the same
     settings and ``workers=0``, the history is the one of the run that was never stopped, value for value;
     with another number of processes, the global batches keep their order. SIGTERM or SIGINT (Ctrl-C) stop the
     run after the current step: the checkpoint is written (mid-epoch included) and
-    :class:`TrainingInterrupted` is raised; a second Ctrl-C stops at once.
+    :class:`~lstrl_layers.reid.engine.TrainingInterrupted` is raised; a second Ctrl-C stops at once.
 
     Raises:
+        TypeError: ``settings`` is not a ``TrainSettings``, ``data`` not a ``VideoReIDData``, or ``hooks``
+            holds something other than ``Hook`` instances.
+        ValueError: ``resume`` holds a run with other settings, or one that has trained ``settings.epochs``.
         NonFiniteLoss: the loss became NaN or infinite (the message names the epoch and step); the step is
             not applied and the checkpoint of the last finished epoch is kept.
         TrainingInterrupted: SIGTERM or SIGINT, after the checkpoint is written.
     """
+    user_hooks = _check_arguments(settings, data, hooks)
     world = init_world(settings.device)
     reporter: Reporter | None = None
     try:
-        out = Path(out) if out is not None else None
-        say = log if world.is_main else (lambda message: None)
+        say = log if world.is_main else _quiet
         seed_everything(settings.seed + world.rank)
         model = _placed_model(model_factory(settings, data.num_train_ids), settings, world)
         criterion = loss_factory(settings)
         optimizer, scheduler = optimizer_factory(settings, model)
-        history: list[dict[str, Any]] = []
-        start_epoch, epoch_state = 1, _EpochState()
+        state = TrainState(model, settings, None if out is None else Path(out), world.rank)
+        start, done = 1, EpochProgress()
         if resume is not None:
-            history, start_epoch, epoch_state = _resume_state(
-                resume, settings, world, model, optimizer, scheduler, say
-            )
-        net: nn.Module = model
-        if world.distributed:
-            device_ids = [world.device] if world.device.startswith("cuda") else None
-            net = DistributedDataParallel(model, device_ids=device_ids)
-        loader = _train_loader(data, settings, world)
-        blocks = (
-            f"with LSTRL at stages {list(settings.stages)} (MAE={settings.mae}, BME={settings.bme})"
-            if settings.stages and (settings.mae or settings.bme)
-            else "without LSTRL blocks (the baseline)"
-        )
-        say(
-            f"{settings.model} {blocks}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-            f"{data.num_train_ids} classes, {world.size} x {world.device}"
-        )
-        reporter = Reporter(out, tensorboard) if world.is_main else Reporter(None)
-
-        save = functools.partial(
-            _save, out, world, reporter, model, optimizer, scheduler, history, settings, data.num_train_ids
-        )
-
-        ranking: Ranking | None = None
-        with _stop_on_signals() as stop:
-            if start_epoch == 1 and not epoch_state.steps:
-                metrics, ranking = rank_query_gallery(net, data, settings, world)
-                history.append({"epoch": 0, **metrics})
-                reporter.evaluation(0, metrics)
-                say(f"epoch 0 (before training): {summary(metrics)}")
-                save(0)
-            for epoch in range(start_epoch, settings.epochs + 1):
-                if stop.requested(world):
-                    raise TrainingInterrupted(str(stop.signal_name), epoch, 0, _checkpoint(out))
-                tic = time.time()
-                loader.batch_sampler.set_epoch(epoch, skip=epoch_state.steps)  # type: ignore[union-attr]
-                if _train_epoch(net, loader, criterion, optimizer, settings, world, epoch, epoch_state, stop):
-                    save(epoch - 1, epoch_state)
-                    raise TrainingInterrupted(
-                        str(stop.signal_name), epoch, epoch_state.steps, _checkpoint(out)
-                    )
-                totals = epoch_state.totals or {}
-                stats = mean_over_ranks({k: v / max(epoch_state.steps, 1) for k, v in totals.items()}, world)
-                epoch_state = _EpochState()
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                reporter.train_epoch(epoch, stats, lr)
-                line = _epoch_line(epoch, settings.epochs, stats, lr, time.time() - tic)
-                if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-                    metrics, ranking = rank_query_gallery(net, data, settings, world)
-                    history.append({"epoch": epoch, **metrics, "loss": stats.get("loss", math.nan)})
-                    reporter.evaluation(epoch, metrics)
-                    line += "; " + summary(metrics)
-                say(line)
-                save(epoch)
-        if out is not None and world.is_main:
+            start, done = resume_run(resume, world, state, optimizer, scheduler, say)
+        loader = train_loader(data, settings, world)
+        reporter = Reporter(state.out, tensorboard) if world.is_main else Reporter(None)
+        all_hooks = HookList([reporter, _LogLines(say, data, world), *user_hooks])
+        net = _wrapped(model, world)
+        run = _Run(world, data, net, loader, criterion, optimizer, scheduler, state, all_hooks, reporter)
+        all_hooks.before_train(state)
+        with stop_on_signals() as stop:
+            ranking = run.train(start, done, stop)
+        all_hooks.after_train(state)
+        if state.out is not None and world.is_main:
             if isinstance(model, VideoReIDNet) and isinstance(model.config["backbone"], str):
-                save_model(out / "model.pt", model)
+                save_model(state.out / "model.pt", model)
             if ranking is not None:
                 reporter.pictures(draw_pictures(ranking, data))
-        return history
+        return FitResult(model, state.history)
     finally:
         if reporter is not None:
             reporter.close()
         close_world(world)
 
 
-def _checkpoint(out: Path | None) -> Path | None:
-    return None if out is None else out / "checkpoint.pt"
+def _check_arguments(settings: TrainSettings, data: VideoReIDData, hooks: Sequence[Hook]) -> list[Hook]:
+    if not isinstance(settings, TrainSettings):
+        raise TypeError(f"settings must be a TrainSettings, got {got(settings)}")
+    if not isinstance(data, VideoReIDData):
+        raise TypeError(f"data must be a VideoReIDData, got {got(data)}")
+    return check_hooks(hooks)
+
+
+def _quiet(message: str) -> None:
+    """The log of the ranks other than 0."""
+
+
+@dataclass
+class _Run:
+    """The parts of one training run, assembled by :func:`fit`, and its epochs."""
+
+    world: World
+    data: VideoReIDData
+    net: nn.Module  # the model, in DistributedDataParallel under torchrun
+    loader: DataLoader
+    criterion: ReIDLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    state: TrainState
+    hooks: HookList
+    reporter: Reporter  # rank 0's writes the files, the others' nothing
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return None if self.state.out is None else self.state.out / "checkpoint.pt"
+
+    def train(self, start: int, done: EpochProgress, stop: StopRequest) -> Ranking | None:
+        """Epochs ``start`` to the last (the first with ``done``'s steps done already), preceded by the
+        evaluation before training in a new run; the last evaluation's ranking (``None`` off rank 0)."""
+        ranking = None
+        if start == 1 and not done.steps:
+            ranking = self.evaluate()
+            self.save(0)
+        for epoch in range(start, self.state.settings.epochs + 1):
+            ranking = self.epoch(epoch, done, stop) or ranking
+            done = EpochProgress()
+        return ranking
+
+    def epoch(self, epoch: int, done: EpochProgress, stop: StopRequest) -> Ranking | None:
+        """Train epoch ``epoch``, evaluate it when due, write its checkpoint; its ranking, if evaluated."""
+        state, settings = self.state, self.state.settings
+        if stop.requested(self.world):
+            raise TrainingInterrupted(str(stop.signal_name), epoch, 0, self.checkpoint)
+        state.epoch, state.step, state.metrics, state.stats = epoch, done.steps, None, None
+        state.lr = self.optimizer.param_groups[0]["lr"]
+        self.hooks.before_epoch(state)
+        self.loader.batch_sampler.set_epoch(epoch, skip=done.steps)  # type: ignore[union-attr]
+        stopped = train_epoch(
+            self.net, self.loader, self.criterion, self.optimizer, self.world, done, stop, self.hooks, state
+        )
+        if stopped:
+            self.save(epoch - 1, done)
+            raise TrainingInterrupted(str(stop.signal_name), epoch, done.steps, self.checkpoint)
+        state.stats = mean_over_ranks(done.means(), self.world)
+        self.scheduler.step()
+        ranking = None
+        if epoch % settings.eval_every == 0 or epoch == settings.epochs:
+            ranking = self.evaluate()
+        self.hooks.after_epoch(state)
+        self.save(epoch)
+        return ranking
+
+    def evaluate(self) -> Ranking | None:
+        """Evaluate the model after epoch ``state.epoch`` into the history; the ranking (``None`` off
+        rank 0)."""
+        metrics, ranking = rank_query_gallery(self.net, self.data, self.state.settings, self.world)
+        entry: dict[str, Any] = {"epoch": self.state.epoch, **metrics}
+        if self.state.stats is not None:
+            entry["loss"] = self.state.stats.get("loss", math.nan)
+        self.state.history.append(entry)
+        self.state.metrics = metrics
+        self.hooks.after_evaluation(self.state)
+        return ranking
+
+    def save(self, epoch: int, partial: EpochProgress | None = None) -> None:
+        """``metrics.json`` and the checkpoint after ``epoch`` epochs (and ``partial``'s steps of the
+        next one)."""
+        self.reporter.history(self.state.history)
+        save_run(
+            self.checkpoint, self.world, self.state, self.optimizer, self.scheduler,
+            self.data.num_train_ids, epoch, partial,
+        )  # fmt: skip
+
+
+class _LogLines(Hook):
+    """The run's lines: the model before training, each evaluation before training, then one per epoch."""
+
+    def __init__(self, log: Log, data: VideoReIDData, world: World) -> None:
+        self.log, self.data, self.world = log, data, world
+        self.tic = time.time()
+
+    def before_train(self, state: TrainState) -> None:
+        settings = state.settings
+        blocks = (
+            f"with LSTRL at stages {list(settings.stages)} (MAE={settings.mae}, BME={settings.bme})"
+            if settings.stages and (settings.mae or settings.bme)
+            else "without LSTRL blocks (the baseline)"
+        )
+        parameters = sum(p.numel() for p in state.model.parameters()) / 1e6
+        self.log(
+            f"{settings.backbone} {blocks}: {parameters:.2f}M parameters, {self.data.num_train_ids} classes, "
+            f"{self.world.size} x {self.world.device}"
+        )
+
+    def before_epoch(self, state: TrainState) -> None:
+        self.tic = time.time()
+
+    def after_evaluation(self, state: TrainState) -> None:
+        if state.epoch == 0:
+            self.log(f"epoch 0 (before training): {summary(state.metrics or {})}")
+
+    def after_epoch(self, state: TrainState) -> None:
+        """``epoch 3/50: loss 1.234 (ce ..., triplet ...), train acc 56.7, lr 3.00e-04, 12s; mAP ...``."""
+        parts = {k: (state.stats or {}).get(k, math.nan) for k in ("loss", "ce", "triplet", "acc")}
+        line = (
+            f"epoch {state.epoch}/{state.settings.epochs}: loss {parts['loss']:.3f} (ce {parts['ce']:.3f}, "
+            f"triplet {parts['triplet']:.3f}), train acc {100 * parts['acc']:.1f}, lr {state.lr:.2e}, "
+            f"{time.time() - self.tic:.0f}s"
+        )
+        self.log(line if state.metrics is None else f"{line}; {summary(state.metrics)}")
 
 
 def _placed_model(model: nn.Module, settings: TrainSettings, world: World) -> nn.Module:
@@ -482,44 +292,10 @@ def _placed_model(model: nn.Module, settings: TrainSettings, world: World) -> nn
     return model
 
 
-def _save(
-    out: Path | None,
-    world: World,
-    reporter: Reporter,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Scheduler,
-    history: list[dict[str, Any]],
-    settings: TrainSettings,
-    num_classes: int,
-    epoch: int,
-    partial: _EpochState | None = None,
-) -> None:
-    """A checkpoint after ``epoch`` finished epochs (and ``partial``'s steps of the next one), and the history
-    so far; every rank takes part (random states and partial sums are gathered), rank 0 writes."""
-    states = all_gather_objects(random_states(), world)
-    totals = all_gather_objects(partial.totals if partial is not None else None, world)
-    if out is None or not world.is_main:
-        return
-    reporter.history(history)
-    save_checkpoint(
-        out / "checkpoint.pt",
-        model=model.state_dict(),
-        optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(),
-        epoch=epoch,
-        partial=None if partial is None else {"steps": partial.steps, "totals": totals},
-        history=history,
-        settings=asdict(settings),
-        num_classes=num_classes,
-        random_states=states,
-    )
-
-
-def _epoch_line(epoch: int, epochs: int, stats: dict[str, float], lr: float, seconds: float) -> str:
-    """``epoch 3/50: loss 1.234 (ce ..., triplet ...), train acc 56.7, lr 3.00e-04, 12s``."""
-    parts = {k: stats.get(k, math.nan) for k in ("loss", "ce", "triplet", "acc")}
-    return (
-        f"epoch {epoch}/{epochs}: loss {parts['loss']:.3f} (ce {parts['ce']:.3f}, triplet "
-        f"{parts['triplet']:.3f}), train acc {100 * parts['acc']:.1f}, lr {lr:.2e}, {seconds:.0f}s"
+def _wrapped(model: nn.Module, world: World) -> nn.Module:
+    """``model`` in DistributedDataParallel under ``torchrun``, else ``model``."""
+    if not world.distributed:
+        return model
+    return DistributedDataParallel(
+        model, device_ids=[world.device] if world.device.startswith("cuda") else None
     )

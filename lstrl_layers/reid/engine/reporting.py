@@ -12,6 +12,7 @@ from typing import Any
 from torch import Tensor
 
 from ..._files import atomic_path, write_json
+from .hooks import Hook, TrainState
 
 __all__ = ["Reporter", "frame_for_picture", "plot_history"]
 
@@ -48,12 +49,13 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path) -> None
     plt.close(figure)
 
 
-class Reporter:
+class Reporter(Hook):
     """The files of one run in ``out`` (``None``: none), and TensorBoard scalars in ``tensorboard``.
 
     ``metrics.json`` and ``history.png`` after every evaluation; ``cmc.png`` and ``ranked.png`` from
     :meth:`pictures`; with ``tensorboard``, the training loss terms, accuracy and learning rate per epoch and
-    every evaluation figure (``eval/mAP``, ``eval/rank1``, ...), against the epoch.
+    every evaluation figure (``eval/mAP``, ``eval/rank1``, ...), against the epoch: a training run's
+    :class:`~lstrl_layers.reid.engine.Hook` (rank 0's; the other ranks' write nothing).
 
     Raises:
         ImportError: ``tensorboard`` given without the ``tensorboard`` package installed.
@@ -73,26 +75,30 @@ class Reporter:
                 ) from None
             self.writer = SummaryWriter(str(tensorboard))
 
-    def train_epoch(self, epoch: int, stats: Mapping[str, float], lr: float) -> None:
+    def after_epoch(self, state: TrainState) -> None:
+        """TensorBoard: the epoch's mean loss terms and accuracy (``train/...``) and its learning rate."""
         if self.writer is not None:
-            for name, value in stats.items():
-                self.writer.add_scalar(f"train/{name}", value, epoch)
-            self.writer.add_scalar("train/lr", lr, epoch)
+            for name, value in (state.stats or {}).items():
+                self.writer.add_scalar(f"train/{name}", value, state.epoch)
+            self.writer.add_scalar("train/lr", state.lr, state.epoch)
             self.writer.flush()
 
-    def evaluation(self, epoch: int, metrics: Mapping[str, float]) -> None:
+    def after_evaluation(self, state: TrainState) -> None:
+        """TensorBoard: every figure of the evaluation (``eval/...``), the counts left out."""
         if self.writer is not None:
-            for name, value in metrics.items():
+            for name, value in (state.metrics or {}).items():
                 if not name.startswith("num_"):
-                    self.writer.add_scalar(f"eval/{name}", value, epoch)
+                    self.writer.add_scalar(f"eval/{name}", value, state.epoch)
             self.writer.flush()
 
     def history(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """``metrics.json`` (``{"epochs": history}``) and ``history.png``."""
         if self.out is not None:
             write_json(self.out / "metrics.json", {"epochs": list(history)})
             plot_history(history, self.out / "history.png")
 
     def json(self, name: str, value: Any) -> None:
+        """``value`` as the JSON file ``name`` in ``out``."""
         if self.out is not None:
             write_json(self.out / name, value)
 
@@ -102,6 +108,7 @@ class Reporter:
             draw(self.out / "cmc.png", self.out / "ranked.png")
 
     def close(self) -> None:
+        """Close the TensorBoard writer."""
         if self.writer is not None:
             self.writer.close()
 

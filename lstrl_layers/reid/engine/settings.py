@@ -9,13 +9,10 @@ from typing import Any
 
 from ..._checks import check_bool, check_float, check_int, check_size, got
 from ..._deprecated import current_settings
+from ..sampling import TEST_SAMPLINGS
 
 __all__ = ["RESUMABLE", "TEST_SAMPLINGS", "TrainSettings", "check_resume", "default_workers"]
 
-# first: the first frame of each of T chunks (deterministic restricted random sampling); even: T evenly spaced
-# frames, first to last (a tracklet played backwards gives the same clip played backwards); dense: every
-# frame, in clips. The names of ClipDataset's test samplings.
-TEST_SAMPLINGS = ("first", "even", "dense")
 METRICS = ("cosine", "euclidean")
 # What a resumed run may change: how long it trains, how often and how it evaluates (nothing of what it
 # trains), and where it runs. Everything else is the stopped run's (the optimizer's state carries its
@@ -37,7 +34,9 @@ class TrainSettings:
 
     Defaults are the paper's §4.2 recipe: ResNet-50 with LSTRL blocks after ``layer2`` and ``layer3``,
     256 x 128 frames, ``T = 8``, ``P x K = 8 x 4``, Adam at ``3e-4`` decayed by 10 every 70 epochs, 400
-    epochs, cross-entropy + batch-hard triplet loss with margin 0.3. ``bme_lr_factor`` multiplies the
+    epochs, cross-entropy + batch-hard triplet loss with margin 0.3. ``backbone``: the timm model, by name
+    (:class:`~lstrl_layers.VideoReIDNet`'s ``backbone``; checkpoints of 0.1 and 0.2.0.dev0 stored it as
+    ``model``, and :meth:`from_dict` reads them). ``bme_lr_factor`` multiplies the
     learning rate of the BME blocks' parameters (1: one rate for all, the paper's recipe): BME starts as the
     identity with both directions alike, and telling them apart waits on it (see the ablation in the docs).
     ``channels_last``: the model's weights and activations in the channels-last memory format (oneDNN's and
@@ -53,7 +52,7 @@ class TrainSettings:
     """
 
     # model
-    model: str = "resnet50"
+    backbone: str = "resnet50"
     stages: tuple[int | str, ...] = (2, 3)
     mae: bool = True
     bme: bool = True
@@ -95,8 +94,10 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model:
-            raise TypeError(f"model must be the name of a timm model, got {got(self.model)}")
+        if not isinstance(self.backbone, str):
+            raise TypeError(f"backbone must be the name of a timm model (str), got {got(self.backbone)}")
+        if not self.backbone:
+            raise ValueError(f"backbone must be the name of a timm model, got {self.backbone!r}")
         if isinstance(self.stages, (str, bytes)) or not isinstance(self.stages, (list, tuple)):
             raise TypeError(f"stages must be a list of stage indices or names, got {got(self.stages)}")
         self.stages = tuple(self.stages)
@@ -121,6 +122,10 @@ class TrainSettings:
             raise ValueError(f"last_stride must be 1 or 2, got {self.last_stride!r}")
         if not isinstance(self.model_kwargs, Mapping):
             raise TypeError(f"model_kwargs must be a dict, got {got(self.model_kwargs)}")
+        from ...blocks.lstrl import LSTRLArgs  # the block arguments, checked here as the model checks them
+
+        block_arguments = ("zero_init", "mae_kwargs", "bme_kwargs")
+        LSTRLArgs(self.mae, self.bme, **{k: v for k, v in self.model_kwargs.items() if k in block_arguments})
         for name in ("num_frames", "P", "K", "epochs", "step", "eval_every", "test_batch"):
             check_int(name, getattr(self, name))
         check_int("workers", self.workers, minimum=0)
@@ -179,7 +184,7 @@ class TrainSettings:
     def model_arguments(self, num_classes: int) -> dict[str, Any]:
         """The :class:`~lstrl_layers.VideoReIDNet` arguments of this run."""
         arguments = dict(
-            backbone=self.model,
+            backbone=self.backbone,
             num_classes=num_classes,
             stages=tuple(self.stages),
             num_frames=self.num_frames,

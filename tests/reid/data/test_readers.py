@@ -444,7 +444,7 @@ def test_clip_dataset_reads_and_resizes_frames(tmp_path: Path) -> None:
     train = ClipDataset(data.train, 4, (8, 4), "rrs", seed=0)
     clip, pid, camid = train[0]  # 3 frames -> padded to 4, in order
     assert clip.shape == (4, 3, 8, 4) and clip.dtype == torch.uint8 and (pid, camid) == (0, 1)
-    assert train.labels == [0, 0, 1]
+    assert train.pids == [0, 0, 1]
     values = clip[:, 0, 4, 2].tolist()
     assert values == sorted(values)
     dense = ClipDataset(data.gallery, 2, (16, 8), "dense", clip_transforms((16, 8), train=False))
@@ -483,7 +483,22 @@ CLIP_DATASET_BREAKS = {  # argument -> (keyword arguments, error, words the mess
     "size 0": ({"size": (0, 4)}, ValueError, ["size[0] must be an int >= 1, got 0"]),
     "size as text": ({"size": "8x4"}, TypeError, ["size must be (H, W)", "'8x4' (str)"]),
     "max_clips 0": ({"max_clips": 0}, ValueError, ["max_clips must be an int >= 1, got 0"]),
-    "unknown sampling": ({"sampling": "all"}, ValueError, ["'rrs', 'first', 'even' or 'dense'", "'all'"]),
+    "unknown sampling": (
+        {"sampling": "all"},
+        ValueError,
+        ["sampling must be one of ('rrs', 'first', 'even', 'dense'), got 'all'"],
+    ),
+    "sampling not a name": ({"sampling": 1}, TypeError, ["sampling must be one of", "got 1 (int)"]),
+    "tracklets not a list": (
+        {"tracklets": 3},
+        TypeError,
+        ["tracklets must be a list of Tracklet, got 3 (int)"],
+    ),
+    "name not a str": (
+        {"name": None},
+        TypeError,
+        ["name must be the data set's name", "got None (NoneType)"],
+    ),
     "transform not callable": ({"transform": "flip"}, TypeError, ["transform must be callable", "'flip'"]),
     "no tracklet": ({"tracklets": []}, ValueError, ["tracklets is empty"]),
     "tracklet without frames": (
@@ -498,8 +513,13 @@ CLIP_DATASET_BREAKS = {  # argument -> (keyword arguments, error, words the mess
     ),
     "float frames": (
         {"tracklets": [Tracklet(torch.rand(3, 3, 8, 4), 0, 0)]},
+        TypeError,
+        ["tracklets[0].frames must be a uint8 (N, 3, H, W) tensor, got a torch.float32 tensor"],
+    ),
+    "frames of one channel": (
+        {"tracklets": [Tracklet(torch.zeros(3, 1, 8, 4, dtype=torch.uint8), 0, 0)]},
         ValueError,
-        ["uint8 (N, 3, H, W)", "torch.float32"],
+        ["tracklets[0].frames must be a uint8 (N, 3, H, W) tensor, got shape (3, 1, 8, 4)"],
     ),
     "float identity": (
         {"tracklets": [Tracklet(torch.zeros(3, 3, 8, 4, dtype=torch.uint8), 1.7, 0)]},
@@ -521,6 +541,17 @@ def test_clip_dataset_refuses_bad_arguments(case: str) -> None:
     assert all(word in str(info.value) for word in words), str(info.value)
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"size": (16, 0)}, ValueError, ["size[1] must be an int >= 1, got 0"]),
+        ({"train": "yes"}, TypeError, ["train must be True or False", "'yes'"]),
+        ({"padding": -1}, ValueError, ["padding must be an int >= 0, got -1"]),
+        ({"erasing": 1.5}, ValueError, ["erasing must be a probability in [0, 1], got 1.5"]),
+        ({"erasing": "0.5"}, TypeError, ["erasing must be a probability in [0, 1], got '0.5' (str)"]),
+        ({"erasing": True}, TypeError, ["erasing must be a probability in [0, 1], got True (bool)"]),
+    ],
+)
 def test_clip_transforms_refuses_bad_arguments(kwargs: dict, error: type, words: list[str]) -> None:
     clip_transforms((16, 8), train=True, padding=0, erasing=1.0)  # the limits themselves are accepted
     with pytest.raises(error) as info:
@@ -561,7 +592,7 @@ def test_train_transform_is_shared_by_the_frames_of_a_clip() -> None:
 
 def test_synthetic_identities() -> None:
     data = synthetic_video_reid(
-        num_train_ids=3, num_test_ids=2, num_cams=3, tracklets_per_cam=2, frames=(5, 7), size=(32, 16), seed=1
+        num_train_ids=3, num_test_ids=2, num_cams=3, tracklets_per_cam=2, length=(5, 7), size=(32, 16), seed=1
     )
     assert data.num_train_ids == 3 and len(data.train) == 3 * 3 * 2
     assert {t.pid for t in data.train} == {0, 1, 2} and {t.pid for t in data.query} == {3, 4}
@@ -585,12 +616,6 @@ def test_synthetic_identities() -> None:
     within = torch.cdist(colour(0), colour(0)).mean()
     between = torch.cdist(colour(0), colour(1)).mean()
     assert within < between  # one appearance per identity across clips and cameras
-
-
-def test_the_old_module_path_still_gives_the_same_objects() -> None:
-    from lstrl_layers.reid import data, datasets
-
-    assert all(getattr(datasets, name) is getattr(data, name) for name in data.__all__)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def _lowest_figure_row(frames: torch.Tensor) -> torch.Tensor:
 
 
 def test_motion_pairs_move_in_opposite_directions_by_more_than_a_stride_8_cell() -> None:
-    data = synthetic_motion_reid(8, 4, num_cams=3, frames=(12, 20), size=(64, 32), seed=1)
+    data = synthetic_motion_reid(8, 4, num_cams=3, length=(12, 20), size=(64, 32), seed=1)
     assert data.num_train_ids == 8 and {t.pid for t in data.query} == {8, 9, 10, 11}
     tracklets = data.train + data.query + data.gallery
     moves = []
@@ -68,7 +68,7 @@ def test_motion_pairs_move_in_opposite_directions_by_more_than_a_stride_8_cell()
 def test_an_identity_played_backwards_looks_like_its_partner() -> None:
     """The near frame (the last of a walk towards the camera, the first of one away from it) of a pair's two
     identities in one camera look alike: closer in colour than those of two identities of different pairs."""
-    data = synthetic_motion_reid(12, 2, num_cams=2, frames=(8, 8), size=(64, 32), seed=3)
+    data = synthetic_motion_reid(12, 2, num_cams=2, length=(8, 8), size=(64, 32), seed=3)
 
     def near_colours(pid: int, cam: int) -> torch.Tensor:
         (tracklet,) = [t for t in data.train if t.pid == pid and t.camid == cam]
@@ -96,7 +96,7 @@ def _highest_figure_row(frames: torch.Tensor) -> torch.Tensor:
 
 
 def test_squatting_pairs_sink_and_rise_with_their_feet_in_place() -> None:
-    data = synthetic_motion_reid(8, 0, num_cams=2, frames=(12, 20), size=(64, 32), seed=1, motion="squat")
+    data = synthetic_motion_reid(8, 0, num_cams=2, length=(12, 20), size=(64, 32), seed=1, motion="squat")
     sinks, feet_moves = [], []
     for t in data.train:
         head, feet = _highest_figure_row(t.frames).float(), _lowest_figure_row(t.frames).float()
@@ -109,7 +109,7 @@ def test_squatting_pairs_sink_and_rise_with_their_feet_in_place() -> None:
 
 @pytest.mark.parametrize("motion", ["approach", "squat"])
 def test_partners_play_the_same_videos_backwards(motion: str) -> None:
-    data = synthetic_motion_reid(4, 4, num_cams=2, frames=(5, 9), size=(32, 16), seed=0, motion=motion)
+    data = synthetic_motion_reid(4, 4, num_cams=2, length=(5, 9), size=(32, 16), seed=0, motion=motion)
     assert data.partners == {4: 5, 5: 4, 6: 7, 7: 6} and data.name == f"synthetic-{motion}"
     for part in (data.train, data.query, data.gallery):
         videos = {(t.pid, t.camid): t.frames for t in part}
@@ -118,7 +118,7 @@ def test_partners_play_the_same_videos_backwards(motion: str) -> None:
 
 
 def test_occluded_frames_show_the_upper_body_or_the_legs_never_both() -> None:
-    data = synthetic_occlusion_reid(6, 0, num_cams=3, frames=(9, 15), size=(64, 32), seed=0)
+    data = synthetic_occlusion_reid(6, 0, num_cams=3, length=(9, 15), size=(64, 32), seed=0)
     upper_hidden = []
     for t in data.train:
         frames = t.frames.float()
@@ -136,9 +136,15 @@ def test_occluded_frames_show_the_upper_body_or_the_legs_never_both() -> None:
 def test_motion_set_needs_pairs() -> None:
     with pytest.raises(ValueError, match="num_train_ids must be even"):
         synthetic_motion_reid(5, 2)
-    with pytest.raises(ValueError, match="motion must be one of"):
+    with pytest.raises(ValueError, match=r"motion must be one of \('approach', 'squat'\), got 'jump'"):
         synthetic_motion_reid(4, 2, motion="jump")
-    assert synthetic_video_reid(3, 2, frames=(4, 4), size=(32, 16)).name == "synthetic"
+    with pytest.raises(
+        TypeError, match=r"motion must be one of \('approach', 'squat'\), got None \(NoneType\)"
+    ):
+        synthetic_motion_reid(4, 2, motion=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"num_test_ids must be an int >= 0, got '2' \(str\)"):
+        synthetic_motion_reid(4, "2")  # type: ignore[arg-type]
+    assert synthetic_video_reid(3, 2, length=(4, 4), size=(32, 16)).name == "synthetic"
 
 
 @pytest.mark.parametrize(
@@ -148,10 +154,14 @@ def test_motion_set_needs_pairs() -> None:
         (dict(num_train_ids=2.0), TypeError, "num_train_ids"),
         (dict(num_test_ids=-1), ValueError, "num_test_ids"),
         (dict(num_cams=0), ValueError, "num_cams"),
-        (dict(frames=(5, 3)), ValueError, "shortest <= longest"),
-        (dict(frames=(0, 3)), ValueError, "frames"),
-        (dict(size=(64,)), ValueError, "size must be a pair"),
-        (dict(size=(64, 0)), ValueError, "size"),
+        (dict(length=(5, 3)), ValueError, r"length must be \(shortest, longest\).* got \(5, 3\)"),
+        (dict(length=(0, 3)), ValueError, r"length\[0\] must be an int >= 1, got 0"),
+        (dict(length=(3, 4.5)), TypeError, r"length\[1\] must be an int >= 1, got 4.5 \(float\)"),
+        (dict(length=8), TypeError, r"length must be \(shortest, longest\).* got 8 \(int\)"),
+        (dict(length=(3, 4, 5)), TypeError, r"length must be .* got \(3, 4, 5\) \(tuple\)"),
+        (dict(size=(64,)), TypeError, r"size must be \(H, W\), two ints >= 1, got \(64,\) \(tuple\)"),
+        (dict(size=(64, 0)), ValueError, r"size\[1\] must be an int >= 1, got 0"),
+        (dict(seed="0"), TypeError, r"seed must be an int, got '0' \(str\)"),
     ],
 )
 def test_synthetic_sets_refuse_bad_arguments(kwargs: dict, error: type, message: str) -> None:

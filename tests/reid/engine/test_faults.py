@@ -41,14 +41,14 @@ TINY_MODEL = dict(channels=(8, 16, 16, 16), stem_width=8)  # a ResNet-18 at an e
 
 def _settings(**overrides: Any) -> TrainSettings:
     values: dict[str, Any] = dict(
-        model="resnet18", pretrained=False, model_kwargs=dict(TINY_MODEL), size=(32, 16), num_frames=2,
+        backbone="resnet18", pretrained=False, model_kwargs=dict(TINY_MODEL), size=(32, 16), num_frames=2,
         P=2, K=2, workers=0, progress=False, max_steps=3, test_batch=8, epochs=2, eval_every=1, lr=1e-3,
     )  # fmt: skip
     return TrainSettings(**{**values, **overrides})
 
 
 def _data() -> VideoReIDData:
-    return synthetic_video_reid(4, 3, num_cams=2, frames=(3, 5), size=(32, 16), seed=0)
+    return synthetic_video_reid(4, 3, num_cams=2, length=(3, 5), size=(32, 16), seed=0)
 
 
 def _quiet(message: str) -> None:
@@ -160,7 +160,7 @@ def test_fit_trains_with_the_factories_given(tmp_path: Path) -> None:
     history = fit(
         _settings(epochs=1), _data(), out=tmp_path, log=_quiet, model_factory=model_factory,
         loss_factory=lambda settings: _DoubledLoss(), optimizer_factory=optimizer_factory,
-    )  # fmt: skip
+    ).history  # fmt: skip
     assert list(built["model"].backbone.lstrl) == ["layer3"]
     group = load_checkpoint(tmp_path / "checkpoint.pt")["optimizer"]["param_groups"][0]
     assert "momentum" in group and "betas" not in group and group["lr"] == 0.01  # SGD's, not Adam's
@@ -235,7 +235,7 @@ def _run_cli(args: list[str], **kwargs: Any) -> subprocess.Popen:
 
 CLI_TINY = [
     "--synthetic", "--synthetic-ids", "12", "3", "--size", "32", "16", "-T", "2", "-P", "2", "-K", "2",
-    "--model", "resnet18", "--test-batch", "8", "--epochs", "3", "--no-progress", "--device", "cpu",
+    "--backbone", "resnet18", "--test-batch", "8", "--epochs", "3", "--no-progress", "--device", "cpu",
     "--workers", "0", "--threads", "1", "--eval-every", "1",
 ]  # fmt: skip
 
@@ -276,7 +276,7 @@ class _SignalOnThirdStep(ReIDLoss):
 @pytest.mark.slow
 def test_a_stop_in_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     settings = _settings(epochs=3, max_steps=None)
-    expected = fit(settings, _data(), log=_quiet)
+    expected = fit(settings, _data(), log=_quiet).history
     _SignalOnThirdStep.calls = 0
     with pytest.raises(
         TrainingInterrupted, match=r"stopped by SIGTERM at epoch 2, step 1: checkpoint written"
@@ -287,7 +287,7 @@ def test_a_stop_in_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     assert state["epoch"] == 1 and state["partial"]["steps"] == 1
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the run
     said: list[str] = []
-    assert fit(settings, _data(), out=tmp_path, resume=tmp_path, log=said.append) == expected
+    assert fit(settings, _data(), out=tmp_path, resume=tmp_path, log=said.append).history == expected
     assert any("at epoch 1, step 1 of epoch 2" in line for line in said)
 
 
@@ -309,7 +309,7 @@ def test_resume_on_another_number_of_processes_keeps_the_global_batches(tmp_path
     mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     assert len(load_checkpoint(tmp_path / "checkpoint.pt")["random_states"]) == 2
     said: list[str] = []
-    history = fit(_settings(epochs=2), _data(), out=tmp_path, resume=tmp_path, log=said.append)
+    history = fit(_settings(epochs=2), _data(), out=tmp_path, resume=tmp_path, log=said.append).history
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert any(
         "resuming a run of 2 process(es) on 1: the global batches come in the same order" in s for s in said
@@ -339,7 +339,7 @@ def test_fit_writes_mINP_pictures_tensorboard_and_reranked_figures(tmp_path: Pat
         out=tmp_path / "run",
         log=_quiet,
         tensorboard=tmp_path / "tb",
-    )
+    ).history
     for entry in history:
         assert 0 < entry["mINP"] <= 1 and 0 < entry["mAP"] <= 1 and 0 < entry["rerank_mAP"] <= 1
     for picture in ("cmc.png", "ranked.png", "history.png"):

@@ -27,7 +27,7 @@ TINY = dict(channels=(8, 16, 16, 16), stem_width=8)  # a ResNet-18 at an eighth 
 
 def _tiny_settings(**overrides: Any) -> TrainSettings:
     values: dict[str, Any] = dict(
-        model="resnet18",
+        backbone="resnet18",
         pretrained=False,
         model_kwargs=dict(TINY),
         size=(32, 16),
@@ -46,7 +46,7 @@ def _tiny_settings(**overrides: Any) -> TrainSettings:
 
 
 def _tiny_data() -> Any:
-    return synthetic_video_reid(4, 3, num_cams=2, frames=(3, 5), size=(32, 16), seed=0)
+    return synthetic_video_reid(4, 3, num_cams=2, length=(3, 5), size=(32, 16), seed=0)
 
 
 def _model_and_batch() -> tuple[VideoReIDNet, torch.Tensor, torch.Tensor]:
@@ -156,7 +156,7 @@ def test_resume_after_any_epoch_gives_the_same_metrics(tmp_path: Path) -> None:
 
 
 def test_every_file_loads_with_weights_only_and_the_model_file_rebuilds_the_model(tmp_path: Path) -> None:
-    history = fit(_tiny_settings(epochs=1), _tiny_data(), out=tmp_path, log=lambda m: None)
+    history = fit(_tiny_settings(epochs=1), _tiny_data(), out=tmp_path, log=lambda m: None).history
     for trained in ("model.pt", "checkpoint.pt"):  # --eval-only on either file: the final evaluation again
         metrics = evaluate_trained(_tiny_settings(), _tiny_data(), tmp_path / trained, out=tmp_path)
         assert metrics == {k: v for k, v in history[-1].items() if k not in ("epoch", "loss")}
@@ -243,7 +243,7 @@ def test_channels_last_gives_the_outputs_and_gradients_of_the_contiguous_layout(
         )
     for contiguous, channels_last in zip(*results):
         torch.testing.assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-5)
-    history = fit(_tiny_settings(channels_last=True, epochs=1), _tiny_data(), log=lambda m: None)
+    history = fit(_tiny_settings(channels_last=True, epochs=1), _tiny_data(), log=lambda m: None).history
     assert [entry["epoch"] for entry in history] == [0, 1]
 
 
