@@ -80,6 +80,7 @@ def report(results: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
 
 
 def plot(result: dict[str, Any], path: str) -> None:
+    """The section as a PNG at ``path``: time and peak memory against ``T``, efficient vs maps."""
     import matplotlib
 
     matplotlib.use("Agg")

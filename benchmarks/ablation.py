@@ -266,25 +266,25 @@ def blind_ceiling(data: VideoReIDData) -> dict[str, float]:
 
 
 def partners_last(
-    distances: torch.Tensor, query_ids: torch.Tensor, gallery_ids: torch.Tensor, partners: dict[int, int]
+    distances: torch.Tensor, query_pids: torch.Tensor, gallery_pids: torch.Tensor, partners: dict[int, int]
 ) -> torch.Tensor:
     """``distances`` with each query's partner's gallery clips moved to the end (``+inf``): the ranking of a
     model that knows the direction of motion and otherwise ranks as this one does."""
     out = distances.clone()
-    for row, pid in enumerate(query_ids.tolist()):
-        out[row, gallery_ids == partners[pid]] = math.inf
+    for row, pid in enumerate(query_pids.tolist()):
+        out[row, gallery_pids == partners[pid]] = math.inf
     return out
 
 
 def direction_known_map(model: nn.Module, data: VideoReIDData, settings: TrainSettings) -> float:
     """The mAP ``model`` would reach on a motion set if it also told each identity from its partner: what
     its appearance allows, the bound of what learning the direction can add to it."""
-    query, query_ids, query_cams = extract(model, data.query, settings)
-    gallery, gallery_ids, gallery_cams = extract(model, data.gallery, settings)
+    query, query_pids, query_camids = extract(model, data.query, settings)
+    gallery, gallery_pids, gallery_camids = extract(model, data.gallery, settings)
     distances = pairwise_distances(query, gallery, settings.metric)
-    distances = partners_last(distances, query_ids, gallery_ids, data.partners)
+    distances = partners_last(distances, query_pids, gallery_pids, data.partners)
     return evaluate_ranking(
-        distances, query_ids, gallery_ids, query_cams, gallery_cams, junk_ids=data.junk_ids
+        distances, query_pids, gallery_pids, query_camids, gallery_camids, junk_ids=data.junk_ids
     ).mAP
 
 
@@ -415,22 +415,10 @@ def _run(task: tuple[str, int, str, argparse.Namespace]) -> Run:
     return dataset, seed, name, scores, curve, time.time() - tic
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    tasks = [
-        (d, seed, name, args)
-        for seed in range(args.first_seed, args.first_seed + args.seeds)
-        for d in args.datasets
-        for name in variants_of(d, args)
-    ]
-    print(
-        f"{len(tasks)} runs: {len(args.variant_settings)} variants x {args.seeds} seed(s) x "
-        f"{len(args.datasets)} data set(s) ({', '.join(args.datasets)}), {args.steps} steps each, "
-        f"{BACKBONE['backbone']} at quarter width on {args.device}{' (bfloat16)' if args.amp else ''}, "
-        f"{args.jobs} in parallel",
-        flush=True,
-    )
-    results: dict[str, Any] = {
+def empty_results(args: argparse.Namespace) -> dict[str, Any]:
+    """The results of the runs ``args`` asks for, before any: the settings, the machine, a zero for every
+    figure of every run, and the motion sets' ceilings."""
+    return {
         "settings": dict(
             steps=args.steps,
             seeds=args.seeds,
@@ -462,6 +450,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if d in MOTION_SETS
         },
     }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    tasks = [
+        (d, seed, name, args)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
+        for d in args.datasets
+        for name in variants_of(d, args)
+    ]
+    print(
+        f"{len(tasks)} runs: {len(args.variant_settings)} variants x {args.seeds} seed(s) x "
+        f"{len(args.datasets)} data set(s) ({', '.join(args.datasets)}), {args.steps} steps each, "
+        f"{BACKBONE['backbone']} at quarter width on {args.device}{' (bfloat16)' if args.amp else ''}, "
+        f"{args.jobs} in parallel",
+        flush=True,
+    )
+    results = empty_results(args)
     started, load_at_start = time.time(), os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     pool = multiprocessing.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
     with pool or contextlib.nullcontext():

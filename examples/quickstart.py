@@ -19,10 +19,12 @@ from lstrl_layers.cli.argtypes import add_backbone, add_num_frames, int_at_least
 
 
 def count(module: nn.Module) -> int:
+    """The number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of this script."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_backbone(p, "resnet50", "a timm CNN, by name (default: resnet50, the paper's)", old=("--model",))
     p.add_argument(
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the flags and run; a backbone the blocks cannot go into ends with one line naming it."""
     args = build_parser().parse_args(argv)
     try:
         run(args)
@@ -48,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    """The three demonstrations, printed."""
     torch.manual_seed(0)
     B, T, (H, W) = args.clips, args.num_frames, args.size
 

@@ -139,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawTextHelpFormatter,
     )
+    _data_flags(p)
+    _model_flags(p)
+    _optimization_flags(p)
+    _run_flags(p)
+    return p
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    """The data set, its clips and their sampling."""
     data = p.add_argument_group("data")
     data.add_argument(
         "--synthetic",
@@ -171,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--max-test-clips", type=positive, help="dense: at most this many clips per tracklet")
     data.add_argument("--workers", type=non_negative, help="data loader processes per training process")
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    """The backbone, its blocks and its weights."""
     model = p.add_argument_group("model")
     model.add_argument("--backbone", type=timm_model, help="timm model (paper: resnet50)")
     model.add_argument(
@@ -191,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", type=existing_file, help="a local file of backbone weights (implies --pretrained)"
     )
     model.add_argument("--last-stride", type=int, choices=(1, 2))
+
+
+def _optimization_flags(p: argparse.ArgumentParser) -> None:
+    """The loss, the optimizer and its schedule, the arithmetic."""
     optim = p.add_argument_group("optimization")
     optim.add_argument("--epochs", type=positive, help="paper: 400")
     optim.add_argument(
@@ -222,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument(
         "--freeze-bn", action=argparse.BooleanOptionalAction, help="BatchNorm statistics frozen"
     )
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    """Files, resuming, evaluation, device and seed."""
     run = p.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("out/train_video_reid"))
     run.add_argument(
@@ -244,7 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=non_negative, help="torch CPU threads, 0: torch's choice")
     run.add_argument("--seed", type=non_negative)
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    return p
 
 
 def _settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> TrainSettings:

@@ -36,6 +36,7 @@ CELL, DPI = (1.3, 2.4), 100  # inches per frame and map, dots per inch: 130 x 24
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of this script."""
     positive, non_negative = int_at_least(1), int_at_least(0)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_model(args: argparse.Namespace) -> tuple[VideoReIDNet, tuple[int, int]]:
+    """The model (from ``--checkpoint``, or an untrained one) and the frame size to use."""
     if args.checkpoint is None:
         stages = args.stages or [2, 3]
         backbone = args.backbone or "resnet18"

@@ -28,8 +28,8 @@ def test_blind_ceiling_is_the_expected_ap_of_a_random_order_of_matches_and_decoy
 
 def test_partners_last_moves_each_querys_partner_clips_to_the_end() -> None:
     distances = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.4, 0.1, 0.2, 0.3]])
-    query_ids, gallery_ids = torch.tensor([1, 2]), torch.tensor([2, 1, 3, 2])
-    out = _ablation().partners_last(distances, query_ids, gallery_ids, {1: 2, 2: 1, 3: 4})
+    query_pids, gallery_pids = torch.tensor([1, 2]), torch.tensor([2, 1, 3, 2])
+    out = _ablation().partners_last(distances, query_pids, gallery_pids, {1: 2, 2: 1, 3: 4})
     inf = float("inf")
     torch.testing.assert_close(out, torch.tensor([[inf, 0.2, 0.3, inf], [0.4, inf, 0.2, 0.3]]))
     assert distances[0, 0] == pytest.approx(0.1)  # the input is left as it was

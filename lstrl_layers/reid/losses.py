@@ -156,8 +156,8 @@ class ReIDLoss(nn.Module):
         triplet_weight: weight of the triplet term (paper: 1), finite, ``>= 0``; not both weights 0.
 
     ``forward(logits, features, pids)``: logits ``(N, num_classes)``, features ``(N, D)``, pids ``(N,)``
-    integers in ``[0, num_classes)`` (checked before the loss, so that a bad identity on a GPU gives this error
-    rather than a device-side assert).
+    integers in ``[0, num_classes)`` (checked before the loss, so that a bad identity on a GPU gives this
+    error rather than a device-side assert).
 
     Across processes (DDP), pass ``mining=(features, pids)`` of the whole global batch (this process's
     rows keeping their gradient): the triplet term then mines over the global batch, as one process on the

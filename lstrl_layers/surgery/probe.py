@@ -71,7 +71,7 @@ def _inferred_size(model: nn.Module) -> tuple[int, ...]:
     raise ValueError(
         f"cannot tell what input {type(model).__name__} takes (its first layer is "
         f"{type(first).__name__ if first is not None else 'none'}, not a Conv2d or Conv3d): pass "
-        f"input_size= (one input without the batch, e.g. (3, 256, 128)) or, to inject_lstrl, example_input= "
+        f"input_size= (one input without the batch, e.g. (3, 256, 128)) or, to the injection, example_input= "
         f"(a batch the model takes, e.g. torch.zeros(1, 3, 256, 128))"
     )
 
@@ -79,8 +79,9 @@ def _inferred_size(model: nn.Module) -> tuple[int, ...]:
 def run_probe(model: nn.Module, inputs: Tensor, purpose: str) -> Any:
     """``model(inputs)`` in eval mode, without gradients, and return the output.
 
-    LSTRL blocks already in the model are skipped: they keep the shape of what they are given, and a probe
-    only needs shapes (a block attending over a large early map at the probe's size could need gigabytes).
+    Blocks (``ClipBlock``) already in the model are skipped: they keep the shape of what they are given, and a
+    probe only needs shapes (a block attending over a large early map at the probe's size could need
+    gigabytes).
     The model's train / eval mode is restored afterwards.
 
     Raises:

@@ -124,8 +124,8 @@ def blocks_of(model: nn.Module, stage: Stage, every: int = 1, start: int = 0) ->
 
     The blocks are the children of the stage's module, or of its ``blocks`` container where it has one (timm's
     ConvNeXt-style stages hold a downsampling layer and ``blocks``). Pass the result as ``stages`` to
-    :func:`~lstrl_layers.inject_lstrl` to run an LSTRL block after each of them, as non-local blocks are
-    placed after every other residual block of a stage.
+    :func:`~lstrl_layers.inject_blocks` or :func:`~lstrl_layers.inject_lstrl` to run a block after each of
+    them, as non-local blocks are placed after every other residual block of a stage.
 
     Args:
         model: any ``nn.Module``.

@@ -173,6 +173,7 @@ CASES = {
     "--stages -1": ([*TINY, "--stages", "-1"], ["--stages", "'-1'"]),
     "--stages 9": ([*TINY, "--stages", "9"], ["--stages 9", "stage index 9"]),
     "--stages layer9": ([*TINY, "--stages", "layer9"], ["--stages layer9", "'layer9'"]),
+    "--model, now --backbone": ([*TINY, "--model", "resnet18"], ["unrecognized arguments: --model"]),
     "unknown --backbone": ([*TINY, "--backbone", "resnet_nope"], ["--backbone", "'resnet_nope'"]),
     "-P above the identities": ([*TINY, "-P", "8"], ["-P 8", f"{TRAIN_IDS} identities"]),
     "--resume missing": ([*TINY, "--resume", "{plain}.missing"], ["--resume", "{plain}.missing"]),
@@ -392,3 +393,7 @@ def test_pretrained_weights_out_of_reach_are_refused_in_seconds(
     assert time.monotonic() - started < 30
     assert "pretrained weights of resnet18 are not cached and huggingface.co cannot be reached" in line
     assert "--weights FILE" in line and "--no-pretrained" in line
+    with pytest.raises(ValueError, match="huggingface.co cannot be reached") as info:  # the library's words
+        weights.check_pretrained_available("resnet18")
+    assert "weights=FILE" in str(info.value) and "pretrained=False" in str(info.value)
+    assert "--" not in str(info.value)
