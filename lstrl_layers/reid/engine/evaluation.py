@@ -1,7 +1,7 @@
 """Evaluating a model on a query / gallery split: embeddings, ranking, re-ranking, metrics and pictures.
 
-Used by the training loop after its epochs and by ``--eval-only``; usable on its own with any model that
-gives embeddings in eval mode.
+Used by the training loop after its epochs and by :func:`evaluate_trained`; usable on its own with any model
+that gives embeddings in eval mode.
 """
 
 from __future__ import annotations
