@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from .._checks import got
 from ..blocks.base import ClipBlock
 
-# called as block(channels, num_frames, layout) for each stage
-BlockFactory = Union[type[ClipBlock], Callable[[int, int, str], ClipBlock]]
+# called as block(channels=C, num_frames=T, layout=layout) for each stage
+BlockFactory = Union[type[ClipBlock], Callable[..., ClipBlock]]
 
 
 def check_block_factory(block: object) -> None:
@@ -22,7 +22,8 @@ def check_block_factory(block: object) -> None:
             subclass, or something not callable.
     """
     expected = (
-        "a ClipBlock subclass or a callable block(channels, num_frames, layout) that returns a ClipBlock"
+        "a ClipBlock subclass or a callable block(channels=C, num_frames=T, layout=...) that returns a "
+        "ClipBlock"
     )
     if isinstance(block, nn.Module):
         raise TypeError(
@@ -38,14 +39,15 @@ def check_block_factory(block: object) -> None:
 def build_block(
     block: BlockFactory, stage: str, channels: int, num_frames: int, layout: str, out: Tensor
 ) -> ClipBlock:
-    """``block(channels, num_frames, layout)``, checked, on the device and dtype of the stage output ``out``.
+    """``block(channels=..., num_frames=..., layout=...)``, checked, on the device and dtype of the stage
+    output ``out``.
 
     Raises:
         TypeError: the call returns something other than a ``ClipBlock``.
         ValueError: the block has other ``channels``, ``num_frames`` or ``layout`` than asked.
     """
     call = f"block(channels={channels}, num_frames={num_frames}, layout={layout!r}) for stage {stage!r}"
-    built = block(channels, num_frames, layout)
+    built = block(channels=channels, num_frames=num_frames, layout=layout)
     if not isinstance(built, ClipBlock):
         raise TypeError(f"{call} must return a ClipBlock (see lstrl_layers.ClipBlock), got {got(built)}")
     asked = {"channels": channels, "num_frames": num_frames, "layout": layout}

@@ -106,9 +106,10 @@ def inject_blocks(
     """Insert a temporal block (any :class:`~lstrl_layers.ClipBlock`) after each of ``stages`` of a CNN.
 
     ``model`` is any ``nn.Module``: a timm model, a torchvision model, a 3D video CNN or your own. ``block``
-    builds the block of each stage, called as ``block(channels, num_frames, layout)`` with the stage's
-    channels: a :class:`~lstrl_layers.ClipBlock` subclass, or a function that returns one
-    (``functools.partial(MyBlock, kernel_size=5)``). The model is changed in place. Each block runs on the
+    builds the block of each stage, called with keywords, ``block(channels=C, num_frames=T, layout=layout)``,
+    ``C`` the stage's channels: a :class:`~lstrl_layers.ClipBlock` subclass (:class:`MAE`, :class:`BME`,
+    :class:`LSTRLBlock` or your own), or a function that returns one (``functools.partial(MAE,
+    reduction=8)``). The model is changed in place. Each block runs on the
     output of the module a stage names:
 
     - an int is an index into timm's ``feature_info`` (timm's ``out_indices``; resnet50: ``2`` is ``layer2``)
@@ -144,7 +145,8 @@ def inject_blocks(
     Args:
         model: any ``nn.Module`` (a compiled module is injected through ``model._orig_mod``).
         stages: ``feature_info`` indices (timm models) or module names, see above.
-        block: builds a stage's block: ``block(channels, num_frames, layout)`` returns a ``ClipBlock``.
+        block: builds a stage's block: ``block(channels=C, num_frames=T, layout=layout)`` returns a
+            ``ClipBlock``.
         num_frames: ``T``, frames per clip of ``(B*T, C, H, W)`` stage outputs.
         layout: ``"BTCHW"`` (2D CNNs, frames ``(B*T, C, H, W)``) or ``"BCTHW"`` (3D CNNs, clips
             ``(B, C, T, H, W)``).
@@ -167,7 +169,7 @@ def inject_blocks(
             used, or a ``DataParallel`` / ``DistributedDataParallel`` model. The model is left unchanged.
 
     Example:
-        >>> model = inject_blocks(torchvision.models.resnet18(), ["layer2", "layer3"], MyBlock, num_frames=4)
+        >>> model = inject_blocks(torchvision.models.resnet18(), ["layer2", "layer3"], MAE, num_frames=4)
         >>> model(torch.randn(2 * 4, 3, 128, 64)).shape
         torch.Size([8, 1000])
     """

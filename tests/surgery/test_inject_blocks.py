@@ -103,14 +103,17 @@ def _shared_block_factory() -> object:
 @pytest.mark.parametrize(
     ("stages", "block", "error", "match"),
     [
-        (["layer2"], lambda c, t, layout: nn.Identity(), TypeError,
+        (["layer2"], lambda channels, num_frames, layout: nn.Identity(), TypeError,
          r"^block\(channels=128, num_frames=2, layout='BTCHW'\) for stage 'layer2' must return a ClipBlock "
          r".*got Identity\(\) \(Identity\)$"),
-        (["layer2", "layer3"], lambda c, t, layout: TemporalConv(c if c == 128 else 8, t, layout), ValueError,
+        (["layer2", "layer3"], lambda channels, **kw: TemporalConv(channels if channels == 128 else 8, **kw),
+         ValueError,
          r"for stage 'layer3' returned a TemporalConv with channels=8: a block must take the channels"),
-        (["layer2"], lambda c, t, layout: TemporalConv(c, t + 1, layout), ValueError,
+        (["layer2"], lambda channels, num_frames, layout: TemporalConv(channels, num_frames + 1, layout),
+         ValueError,
          r"returned a TemporalConv with num_frames=3"),
-        (["layer2"], lambda c, t, layout: TemporalConv(c, t, "BCTHW"), ValueError,
+        (["layer2"], lambda channels, num_frames, layout: TemporalConv(channels, num_frames, "BCTHW"),
+         ValueError,
          r"returned a TemporalConv with layout='BCTHW'"),
         (["layer3.0", "layer3.1"], _shared_block_factory(), ValueError,
          r"for stage 'layer3.1' returned a TemporalConv that is already in the model or built for another"),
