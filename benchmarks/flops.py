@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=default_device(),
         help=DEVICE_HELP,
     )
-    add_backbone(parser, "resnet50", "timm CNN (default: resnet50, the paper's)", old=("--model",))
+    add_backbone(parser, "resnet50", "timm CNN (default: resnet50, the paper's)")
     parser.add_argument(
         "--stages",
         nargs="+",
@@ -65,7 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[2, 3],
         help="feature_info indices or names, space-separated (default: 2 3; e.g. layer2 layer3)",
     )
-    add_num_frames(parser, 8, "T, frames per clip (default: 8)", old=("--frames",))
+    add_num_frames(parser, 8, "T, frames per clip (default: 8)")
     parser.add_argument(
         "--size",
         nargs=2,

@@ -26,11 +26,11 @@ def count(module: nn.Module) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The flags of this script."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_backbone(p, "resnet50", "a timm CNN, by name (default: resnet50, the paper's)", old=("--model",))
+    add_backbone(p, "resnet50", "a timm CNN, by name (default: resnet50, the paper's)")
     p.add_argument(
         "--size", type=int_at_least(1), nargs=2, default=(128, 64), metavar=("H", "W"), help="paper: 256 128"
     )
-    add_num_frames(p, 8, "T, frames per clip", old=("--frames",))
+    add_num_frames(p, 8, "T, frames per clip")
     p.add_argument(
         "--last-stride", type=int, choices=(1, 2), default=1, help="of the ReID model's last stage (ReID: 1)"
     )

@@ -168,7 +168,7 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (paper: 256 128)"
     )
-    add_num_frames(data, None, "frames per clip (paper: 8)", old=("--seq-len",))
+    add_num_frames(data, None, "frames per clip (paper: 8)")
     data.add_argument("-P", type=positive, help="identities per global batch (paper: 8)")
     data.add_argument("-K", type=positive, help="clips per identity in a batch (paper: 4)")
     data.add_argument("--erasing", type=number_in(float, 0, 1), help="random erasing probability (0.5)")

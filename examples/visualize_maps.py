@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a trained model: checkpoint.pt or model.pt from train_video_reid.py's --out",
     )
-    add_backbone(p, None, "timm backbone without --checkpoint (resnet18)", old=("--model",))
+    add_backbone(p, None, "timm backbone without --checkpoint (resnet18)")
     p.add_argument("--stages", nargs="+", type=stage, help="LSTRL stages without --checkpoint (2 3)")
     p.add_argument("--size", type=positive, nargs=2, metavar=("H", "W"), help="frame size (default 128 64)")
-    add_num_frames(p, 4, "frames of the clip (RRS chunks of the images)", old=("--frames",))
+    add_num_frames(p, 4, "frames of the clip (RRS chunks of the images)")
     p.add_argument("--block", help="which injected block, e.g. layer2 (default: the first)")
     p.add_argument(
         "--query",

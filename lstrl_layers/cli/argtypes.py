@@ -93,14 +93,9 @@ def add_num_frames(
     default: int | None,
     help: str,
     dest: str = "num_frames",
-    old: tuple[str, ...] = (),
 ) -> None:
-    """``-T/--num-frames``, the one spelling of ``T`` (frames per clip) in every script.
-
-    ``old`` spellings (``--frames``, ``--seq-len``) are still accepted for one release, without a help line.
-    """
+    """``-T/--num-frames``, the one spelling of ``T`` (frames per clip) in every script."""
     parser.add_argument("-T", "--num-frames", dest=dest, type=positive_int, default=default, help=help)
-    _add_old_spellings(parser, old, dest, positive_int)
 
 
 def add_backbone(
@@ -108,26 +103,10 @@ def add_backbone(
     default: str | None,
     help: str,
     type: Callable[[str], str] = timm_model,
-    old: tuple[str, ...] = (),
 ) -> None:
     """``--backbone``, the one spelling of the backbone (a timm model by name, by default) in every script;
-    the value goes to ``args.backbone``.
-
-    ``old`` spellings (``--model``) are still accepted for one release, without a help line.
-    """
+    the value goes to ``args.backbone``."""
     parser.add_argument("--backbone", type=type, default=default, metavar="NAME", help=help)
-    _add_old_spellings(parser, old, "backbone", type)
-
-
-def _add_old_spellings(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-    flags: tuple[str, ...],
-    dest: str,
-    type: Callable[[str], object],
-) -> None:
-    """``flags`` as unlisted spellings of the option stored at ``dest`` (they leave its default alone)."""
-    for flag in flags:
-        parser.add_argument(flag, dest=dest, type=type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda if available)"
