@@ -33,6 +33,15 @@ def check_int(name: str, value: object, minimum: int | None = 1) -> int:
     return int(value)
 
 
+def check_last_stride(value: object) -> int:
+    """``last_stride``: ``1`` (the ReID convention) or ``2`` (the backbone's own stride)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"last_stride must be 1 or 2, got {got(value)}")
+    if value not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {value!r}")
+    return int(value)
+
+
 def check_bool(name: str, value: object) -> bool:
     """``value`` if it is ``True`` or ``False`` (no truthy strings, ints or ``None``)."""
     if not isinstance(value, bool):

@@ -11,7 +11,7 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int, check_stages, got
+from .._checks import check_bool, check_int, check_last_stride, check_stages, got
 from ..blocks.lstrl import LSTRLArgs
 from ..surgery.inject import inject_blocks, use_num_frames
 from ..surgery.last_stride import set_last_stride_one
@@ -159,10 +159,7 @@ class VideoReIDNet(nn.Module):
         check_int("num_frames", num_frames)
         lstrl = LSTRLArgs(mae, bme, zero_init, mae_kwargs, bme_kwargs)  # mae=bme=False: the baseline
         check_bool("pretrained", pretrained)
-        if isinstance(last_stride, bool) or not isinstance(last_stride, int):
-            raise TypeError(f"last_stride must be 1 or 2, got {got(last_stride)}")
-        if last_stride not in (1, 2):
-            raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
+        check_last_stride(last_stride)
         for name, enabled, kwargs in (("mae", mae, lstrl.mae_kwargs), ("bme", bme, lstrl.bme_kwargs)):
             if kwargs and not stages:  # kwargs of a branch that is off: refused by LSTRLArgs
                 raise ValueError(

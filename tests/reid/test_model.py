@@ -382,12 +382,15 @@ def test_block_arguments_without_the_block_are_refused(arguments: dict, match: s
         (dict(mae_kwargs=dict(reductoin=2)), ValueError),
         (dict(zero_init="yes"), TypeError),
         (dict(mae_kwargs=[("scale", 0.5)]), TypeError),
+        (dict(mae="yes"), TypeError),
+        (dict(last_stride=True), TypeError),
+        (dict(last_stride=3), ValueError),
     ],
 )
-def test_the_settings_refuse_block_arguments_as_the_model_does(block_arguments: dict, error: type) -> None:
+def test_the_settings_refuse_model_arguments_as_the_model_does(block_arguments: dict, error: type) -> None:
     from lstrl_layers.reid.engine.settings import TrainSettings
 
-    flags = {k: v for k, v in block_arguments.items() if k in ("mae", "bme")}
+    flags = {k: v for k, v in block_arguments.items() if k in ("mae", "bme", "last_stride")}
     model_kwargs = {k: v for k, v in block_arguments.items() if k not in flags}
     with pytest.raises(error) as by_model:
         VideoReIDNet("resnet18", num_classes=3, **block_arguments)

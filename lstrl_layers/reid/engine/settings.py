@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..._checks import check_bool, check_float, check_int, check_size, got
+from ..._checks import check_bool, check_float, check_int, check_last_stride, check_size, got
 from ..._deprecated import current_settings
+from ...blocks import LSTRLArgs
 from ..sampling import TEST_SAMPLINGS
 
 __all__ = ["RESUMABLE", "TEST_SAMPLINGS", "TrainSettings", "check_resume", "default_workers"]
@@ -105,8 +106,6 @@ class TrainSettings:
             if isinstance(stage, bool) or not isinstance(stage, (int, str)):
                 raise TypeError(f"stages must hold ints or str, got {got(stage)}")
         for name in (
-            "mae",
-            "bme",
             "pretrained",
             "amp",
             "channels_last",
@@ -118,12 +117,10 @@ class TrainSettings:
             check_bool(name, getattr(self, name))
         if self.weights is not None and not isinstance(self.weights, str):
             raise TypeError(f"weights must be the path of a file (str) or None, got {got(self.weights)}")
-        if self.last_stride not in (1, 2) or isinstance(self.last_stride, bool):
-            raise ValueError(f"last_stride must be 1 or 2, got {self.last_stride!r}")
+        check_last_stride(self.last_stride)
         if not isinstance(self.model_kwargs, Mapping):
             raise TypeError(f"model_kwargs must be a dict, got {got(self.model_kwargs)}")
-        from ...blocks.lstrl import LSTRLArgs  # the block arguments, checked here as the model checks them
-
+        # the block arguments (mae, bme and those in model_kwargs), checked as the model checks them
         block_arguments = ("zero_init", "mae_kwargs", "bme_kwargs")
         LSTRLArgs(self.mae, self.bme, **{k: v for k, v in self.model_kwargs.items() if k in block_arguments})
         for name in ("num_frames", "P", "K", "epochs", "step", "eval_every", "test_batch"):
