@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import TINY_RESNET, tiny_data
 
 from lstrl_layers import VideoReIDNet
 from lstrl_layers._deprecated import MOVED_MODULES, REMOVED_IN
-from lstrl_layers.reid import TrainSettings, fit, load_model, synthetic_video_reid
+from lstrl_layers.reid import TrainSettings, fit, load_model
 from lstrl_layers.reid.engine import load_checkpoint
 
 OLD_FILES = Path(__file__).parent / "data" / "v0_2_0_dev0"  # written by 0.2.0.dev0, see its README
-TINY = dict(channels=(8, 16, 16, 16), stem_width=8)
 
 
 @pytest.mark.parametrize("old", sorted(MOVED_MODULES))
@@ -43,7 +43,7 @@ def test_a_training_checkpoint_of_0_2_0_dev0_resumes(tmp_path: Path) -> None:
     assert "model" in checkpoint["settings"]  # the name of the backbone setting then
     settings = TrainSettings.from_dict({**checkpoint["settings"], "epochs": 2})
     assert settings.backbone == "resnet18"
-    data = synthetic_video_reid(4, 3, num_cams=2, length=(3, 5), size=(32, 16), seed=0)
+    data = tiny_data()
     history = fit(settings, data, resume=OLD_FILES / "checkpoint.pt", log=lambda message: None).history
     assert [entry["epoch"] for entry in history] == [0, 1, 2]
     assert history[:2] == checkpoint["history"]
@@ -51,7 +51,7 @@ def test_a_training_checkpoint_of_0_2_0_dev0_resumes(tmp_path: Path) -> None:
 
 def test_files_of_0_1_load(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = VideoReIDNet("resnet18", 4, stages=(2,), num_frames=2, **TINY).eval()
+    model = VideoReIDNet("resnet18", 4, stages=(2,), num_frames=2, **TINY_RESNET).eval()
     old_arguments = {("model_name" if k == "backbone" else k): v for k, v in model.config.items()}
     del old_arguments["input_size"]  # 0.1 had neither "backbone" nor "input_size"
     old = {

@@ -1,5 +1,5 @@
-"""BME against the paper's Eq. 4-6 as written (two psi passes, the reference in benchmarks/_models.py), and
-its own properties."""
+"""BME against the paper's Eq. 4-6 as written (two psi passes, ``references.TwoPsiBME``), and its own
+properties."""
 
 from __future__ import annotations
 
@@ -8,20 +8,12 @@ import warnings
 
 import pytest
 import torch
-from _scripts import BENCHMARKS, load_script
+from _tiny import randomized
 from einops import rearrange
+from references import TwoPsiBME
 from torch import nn
 
 from lstrl_layers import BME
-
-TwoPsiBME = load_script(BENCHMARKS / "_models.py").TwoPsiBME  # the reference the benchmarks measure too
-
-
-def _randomized(bme: BME) -> BME:
-    with torch.no_grad():
-        for p in bme.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return bme
 
 
 @pytest.mark.parametrize(
@@ -40,7 +32,7 @@ def test_matches_the_equations_with_two_psi_passes(
     kwargs: dict, num_frames: int, device: torch.device
 ) -> None:
     torch.manual_seed(0)
-    bme = _randomized(BME(8, num_frames, **kwargs)).to(device, torch.float64)
+    bme = randomized(BME(8, num_frames, **kwargs)).to(device, torch.float64)
     clips = torch.randn(2, num_frames, 8, 3, 2, dtype=torch.float64, device=device)
     with torch.no_grad():
         out, maps = bme(clips, return_maps=True)
@@ -68,7 +60,7 @@ def test_output_at_frame_t_depends_only_on_frames_t_minus_1_to_t_plus_1(
     edge: str, device: torch.device
 ) -> None:
     torch.manual_seed(0)
-    bme = _randomized(BME(8, 6, edge=edge)).to(device)
+    bme = randomized(BME(8, 6, edge=edge)).to(device)
     clips = torch.randn(1, 6, 8, 3, 2, device=device)
     for changed_frame in range(6):
         changed = clips.clone()
@@ -81,14 +73,14 @@ def test_output_at_frame_t_depends_only_on_frames_t_minus_1_to_t_plus_1(
 
 def test_zero_edge_has_no_motion_past_the_clip_ends(device: torch.device) -> None:
     torch.manual_seed(0)
-    _, maps = _randomized(BME(8, 3)).to(device)(torch.randn(2, 3, 8, 2, 2, device=device), return_maps=True)
+    _, maps = randomized(BME(8, 3)).to(device)(torch.randn(2, 3, 8, 2, 2, device=device), return_maps=True)
     assert maps["Mb"][:, 0].eq(0).all() and maps["Mf"][:, -1].eq(0).all()
     assert maps["Mb"][:, 1:].ne(0).any() and maps["Mf"][:, :-1].ne(0).any()
 
 
 def test_local_and_global_modes_agree_on_1x1_maps_and_differ_otherwise(device: torch.device) -> None:
     torch.manual_seed(0)
-    global_bme = _randomized(BME(8, 3)).to(device)
+    global_bme = randomized(BME(8, 3)).to(device)
     local_bme = BME(8, 3, mode="local").to(device)
     local_bme.load_state_dict(global_bme.state_dict())
     one_pixel = torch.randn(2, 3, 8, 1, 1, device=device)
@@ -99,7 +91,7 @@ def test_local_and_global_modes_agree_on_1x1_maps_and_differ_otherwise(device: t
 
 def test_act_layer_is_any_module_factory_applied_after_upsilon() -> None:
     torch.manual_seed(0)
-    bme = _randomized(BME(8, 3, act_layer=functools.partial(nn.LeakyReLU, 0.1)))
+    bme = randomized(BME(8, 3, act_layer=functools.partial(nn.LeakyReLU, 0.1)))
     pre: list[torch.Tensor] = []
     bme.upsilon.register_forward_hook(lambda module, args, out: pre.append(out))
     clips = torch.randn(2, 3, 8, 3, 2)

@@ -4,42 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _tiny import randomized
 from einops import rearrange
+from references import naive_mae
 
 from lstrl_layers import MAE
-
-
-def _randomized(mae: MAE) -> MAE:
-    with torch.no_grad():
-        for p in mae.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return mae
-
-
-def _naive_mae(mae: MAE, clip: torch.Tensor) -> torch.Tensor:
-    """One clip (T, C, H, W) through Eq. 1-3, position by position, no shared code with the module."""
-    num_frames, _, height, width = clip.shape
-    w1, b1 = mae.omega1.weight[:, :, 0, 0], mae.omega1.bias
-    w2, b2 = mae.omega2.weight[:, :, 0, 0], mae.omega2.bias
-    positions = [(t, h, w) for t in range(num_frames) for h in range(height) for w in range(width)]
-    x1 = torch.stack([w1 @ clip[t, :, h, w] + b1 for t, h, w in positions])  # (THW, C/4), rows (t h w)
-    spatial = [(h, w) for h in range(height) for w in range(width)]
-    x2 = torch.stack(
-        [x1[[positions.index((t, h, w)) for t in range(num_frames)]].mean(0) for h, w in spatial]
-    )
-    x3 = torch.stack(
-        [x1[[positions.index((t, h, w)) for h, w in spatial]].mean(0) for t in range(num_frames)]
-    )
-    x4 = x1.mean(0, keepdim=True)
-    rows = {}
-    for i, x_i in zip((1, 2, 3, 4), (x1, x2, x3, x4)):
-        rows[i] = torch.softmax(mae.scale * x_i @ x1.T, dim=1) @ x1  # D^i X1
-    out = torch.empty_like(clip)
-    for n, (t, h, w) in enumerate(positions):
-        extended = {1: rows[1][n], 2: rows[2][spatial.index((h, w))], 3: rows[3][t], 4: rows[4][0]}  # E(.)
-        features = torch.cat([extended[i] for i in mae.granularities])
-        out[t, :, h, w] = clip[t, :, h, w] + w2 @ features + b2
-    return out
 
 
 @pytest.mark.parametrize(
@@ -61,11 +30,11 @@ def test_matches_the_equations_written_out(
     device: torch.device,
 ) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(8, num_frames, granularities=granularities, scale=scale)).to(device, torch.float64)
+    mae = randomized(MAE(8, num_frames, granularities=granularities, scale=scale)).to(device, torch.float64)
     clips = torch.randn(2, num_frames, 8, height, width, dtype=torch.float64, device=device)
     with torch.no_grad():
         out = mae(clips, return_maps=True)[0] if return_maps else mae(clips)
-        expected = torch.stack([_naive_mae(mae, clip) for clip in clips])
+        expected = torch.stack([naive_mae(mae, clip) for clip in clips])
     torch.testing.assert_close(out, expected)
 
 
@@ -75,7 +44,7 @@ def test_efficient_path_equals_maps_path_fp32(
     granularities: tuple[int, ...], num_frames: int, height: int, width: int, device: torch.device
 ) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(32, num_frames, granularities=granularities)).to(device)
+    mae = randomized(MAE(32, num_frames, granularities=granularities)).to(device)
     x = torch.randn(3 * num_frames, 32, height, width, device=device)
     y_maps, maps = mae(x, return_maps=True)
     torch.testing.assert_close(mae(x), y_maps, rtol=1e-5, atol=1e-5)  # float32 round-off, any kernel
@@ -84,7 +53,7 @@ def test_efficient_path_equals_maps_path_fp32(
 
 def test_maps_shapes_rows_and_granularity_relations(device: torch.device) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(16, 3)).to(device)
+    mae = randomized(MAE(16, 3)).to(device)
     _, maps = mae(torch.randn(2, 3, 16, 4, 2, device=device), return_maps=True)
     thw, hw = 3 * 4 * 2, 4 * 2
     assert {k: tuple(v.shape) for k, v in maps.items()} == {
@@ -106,7 +75,7 @@ def test_maps_shapes_rows_and_granularity_relations(device: torch.device) -> Non
 @pytest.mark.parametrize("return_maps", [False, True])
 def test_equivariant_to_permuting_frames_within_a_clip(return_maps: bool, device: torch.device) -> None:
     torch.manual_seed(0)
-    mae = _randomized(MAE(16, 5)).to(device)
+    mae = randomized(MAE(16, 5)).to(device)
     clips = torch.randn(2, 5, 16, 3, 2, device=device)
     order = torch.tensor([3, 0, 4, 1, 2], device=device)
     run = (lambda x: mae(x, return_maps=True)[0]) if return_maps else mae
@@ -117,7 +86,7 @@ def test_equivariant_to_permuting_frames_within_a_clip(return_maps: bool, device
 def test_fp16_autocast_with_logits_beyond_fp16_range(return_maps: bool, device: torch.device) -> None:
     """X1 holds +-200 in 4 channels: the logits X1 X1^T reach 160000 > 65504, the fp16 maximum."""
     torch.manual_seed(0)
-    mae = _randomized(MAE(16, 2))
+    mae = randomized(MAE(16, 2))
     with torch.no_grad():
         mae.omega1.weight.zero_()
         mae.omega1.bias.zero_()
@@ -137,7 +106,7 @@ def test_autocast_paths_agree_and_train(dtype: torch.dtype, device: torch.device
     """Under autocast the fused path (float32 attention on the CPU) and the float32 paper-literal path agree
     to the precision of their half-precision inputs and pass finite gradients."""
     torch.manual_seed(0)
-    mae = _randomized(MAE(16, 3)).to(device)
+    mae = randomized(MAE(16, 3)).to(device)
     x = torch.randn(6, 16, 4, 2, device=device, requires_grad=True)
     with torch.autocast(device.type, dtype=dtype):
         fused, literal = mae(x), mae(x, return_maps=True)[0]

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _tiny import TINY_RESNET
 
 from lstrl_layers.reid import (
     ClipDataset,
@@ -123,7 +124,7 @@ def _settings(**overrides: object) -> TrainSettings:
     values: dict = dict(
         backbone="resnet18",
         pretrained=False,
-        model_kwargs=dict(channels=(8, 16, 16, 16), stem_width=8),
+        model_kwargs=dict(TINY_RESNET),
         size=(32, 16),
         num_frames=4,
         P=4,

@@ -7,6 +7,7 @@ import copy
 import pytest
 import timm
 import torch
+from _tiny import randomized
 from torch import nn
 
 from lstrl_layers import LSTRLBlock, inject_lstrl, set_num_frames
@@ -27,13 +28,6 @@ def _frames(
 def _plain(name: str = "resnet18", device: torch.device = CPU, **kwargs: object) -> nn.Module:
     torch.manual_seed(0)
     return timm.create_model(name, pretrained=False, **kwargs).to(device).eval()
-
-
-def _randomize_blocks(model: nn.Module) -> None:
-    """Give every injected parameter a non-zero value, so that the blocks change the output."""
-    with torch.no_grad():
-        for param in model.lstrl.parameters():
-            param.normal_(std=0.05)
 
 
 # One small model per family; stages are the two before the last feature_info entry, as layer2/layer3 are
@@ -87,7 +81,7 @@ def test_block_runs_where_feature_info_points_and_uses_the_models_channels(devic
     layer3_out = {}
     model.layer3.register_forward_hook(lambda m, args, out: layer3_out.update(out=out), prepend=True)
     x = _frames(device=device)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     model(x)
     assert torch.equal(seen["inp"], layer3_out["out"])  # the block reads layer3's own output
     assert seen["out"].shape == (2 * NUM_FRAMES, 256, 4, 2)
@@ -121,7 +115,7 @@ def test_block_options_pass_through() -> None:
 
 def test_features_only_model_agrees_with_the_injected_plain_model(device: torch.device) -> None:
     plain = inject_lstrl(_plain("resnext26ts", device), [2, 3], num_frames=NUM_FRAMES)
-    _randomize_blocks(plain)
+    randomized(plain.lstrl, 0.05)
     features = _plain("resnext26ts", device, features_only=True, out_indices=(2, 3))
     inject_lstrl(features, [2, 3], num_frames=NUM_FRAMES)
     missing = features.load_state_dict(plain.state_dict(), strict=False)
@@ -137,7 +131,7 @@ def test_set_num_frames_reaches_every_block(device: torch.device) -> None:
     assert set_num_frames(model, 5) is model
     blocks = [m for m in model.modules() if hasattr(m, "num_frames")]
     assert len(blocks) == 9 and all(b.num_frames == 5 for b in blocks)  # 3 LSTRLBlocks with 2 branches each
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     x = _frames(num_clips=1, device=device)
     with torch.no_grad():
         set_num_frames(model, 1)
@@ -160,7 +154,7 @@ def test_set_num_frames_errors() -> None:
 
 def test_clips_stay_independent_through_the_injected_model(device: torch.device) -> None:
     model = inject_lstrl(_plain(device=device), [2, 3], num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     x = _frames(num_clips=3, device=device)
     with torch.no_grad():
         together = model(x)
@@ -172,7 +166,7 @@ def test_deepcopy_gives_an_independent_model(device: torch.device) -> None:
     """timm's ModelEma deep-copies the model: the copy's hooks must run the copy's blocks."""
     model = inject_lstrl(_plain(device=device), [2, 3], num_frames=NUM_FRAMES)
     clone = copy.deepcopy(model)
-    _randomize_blocks(clone)
+    randomized(clone.lstrl, 0.05)
     x = _frames(device=device)
     with torch.no_grad():
         torch.testing.assert_close(model(x), _plain(device=device)(x))  # the original still is the identity
@@ -302,7 +296,7 @@ def test_local_checkpoint_loads_through_timm_and_injection_keeps_its_outputs(tmp
 
 def _injected_resnet50(device: torch.device = CPU) -> nn.Module:
     model = inject_lstrl(_plain("resnet50", device), [2, 3], num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     return model
 
 
@@ -330,7 +324,7 @@ def test_bf16_autocast_stays_close(device: torch.device) -> None:
 @pytest.mark.slow
 def test_torch_compile_matches_eager(device: torch.device) -> None:
     model = inject_lstrl(_plain("resnet18", device), [2, 3], num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     x = _frames(device=device)
     # fullgraph: the hooks, einops patterns and SDPA trace without a graph break. aot_eager keeps the suite
     # fast; inductor compiles the same graph (checked by hand, see the README, minutes on 2 CPU cores).
@@ -354,7 +348,7 @@ def test_torchscript_is_refused_with_the_alternatives() -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
 def test_torch_jit_trace_matches_eager(device: torch.device) -> None:
     model = inject_lstrl(_plain(device=device), [2, 3], num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     with torch.no_grad():
         traced = torch.jit.trace(model, (_frames(device=device),))
         other = _frames(seed=1, device=device)

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torchvision
+from _tiny import randomized
 from torch import nn
 
 from lstrl_layers import LSTRLBlock, blocks_of, inject_lstrl
@@ -24,12 +25,6 @@ def _resnet(depth: int = 50, device: torch.device = CPU) -> nn.Module:
     torch.manual_seed(0)
     factory = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}[depth]
     return factory().to(device).eval()
-
-
-def _randomize_blocks(model: nn.Module) -> None:
-    with torch.no_grad():
-        for param in model.lstrl.parameters():
-            param.normal_(std=0.05)
 
 
 class TinyNet(nn.Module):
@@ -102,7 +97,7 @@ def test_state_dict_gains_only_the_block_keys() -> None:
 def test_deepcopy_runs_the_copys_blocks(device: torch.device) -> None:
     model = inject_lstrl(_resnet(18, device), ["layer2", "layer3"], num_frames=NUM_FRAMES)
     clone = copy.deepcopy(model)
-    _randomize_blocks(clone)
+    randomized(clone.lstrl, 0.05)
     x = _frames(device=device)
     with torch.no_grad():
         torch.testing.assert_close(model(x), _resnet(18, device)(x), rtol=1e-4, atol=1e-4)
@@ -112,7 +107,7 @@ def test_deepcopy_runs_the_copys_blocks(device: torch.device) -> None:
 @pytest.mark.slow
 def test_torch_compile_matches_eager(device: torch.device) -> None:
     model = inject_lstrl(_resnet(50, device), ["layer2", "layer3"], num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     x = _frames(device=device)
     with torch.no_grad():
@@ -124,7 +119,7 @@ def test_onnx_export_matches_onnxruntime(tmp_path) -> None:
     import onnxruntime
 
     model = inject_lstrl(_resnet(50), ["layer2", "layer3"], num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     x = _frames()
     path = tmp_path / "tv_resnet50_lstrl.onnx"
     torch.onnx.export(model, (x,), str(path), input_names=["frames"], output_names=["logits"], dynamo=True)
@@ -162,7 +157,7 @@ def test_a_block_after_single_residual_blocks_reads_their_output(device: torch.d
     names = blocks_of(model, "layer3", every=2)
     inject_lstrl(model, names, num_frames=NUM_FRAMES)
     assert list(model.lstrl) == ["layer3_0", "layer3_2", "layer3_4"]
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     seen: dict[str, torch.Tensor] = {}
     model.lstrl["layer3_2"].register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
     model.layer3[2].register_forward_hook(lambda m, args, out: seen.update(block=out), prepend=True)
@@ -340,7 +335,7 @@ def test_a_model_compiled_and_run_before_the_injection_runs_the_blocks(
     assert isinstance(
         model.lstrl["layer3"], LSTRLBlock
     )  # the compiled model's original module has the blocks
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     with torch.no_grad():
         eager = model(x)
         assert not torch.allclose(eager, before, atol=1e-3)
@@ -350,13 +345,13 @@ def test_a_model_compiled_and_run_before_the_injection_runs_the_blocks(
 @pytest.mark.slow
 def test_a_model_injected_then_compiled_runs_the_blocks(device: torch.device) -> None:
     model = inject_lstrl(_resnet(18, device), ["layer3"], num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     compiled = torch.compile(model, backend="aot_eager")
     x = _frames(device=device)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=1e-4)
         inject_lstrl(model, ["layer2"], num_frames=NUM_FRAMES)  # more blocks after the first compiled call
-        _randomize_blocks(model)
+        randomized(model.lstrl, 0.05)
         torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=1e-4)
 
 
@@ -392,7 +387,7 @@ def test_a_clip_block_in_a_3d_model_sees_each_clip_alone(device: torch.device) -
     torch.manual_seed(0)
     model = torchvision.models.video.r3d_18(num_classes=4).to(device).eval()
     inject_lstrl(model, ["layer2"], layout="BCTHW", input_size=(3, 4, 32, 32))
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.05)
     clips = torch.randn(3, 3, 4, 32, 32, device=device)
     with torch.no_grad():
         together = model(clips)

@@ -7,6 +7,7 @@ import functools
 import pytest
 import torch
 import torchvision
+from _tiny import randomized
 from einops import rearrange
 from torch import nn
 
@@ -46,12 +47,6 @@ def _frames(num_clips: int = 2, seed: int = 0, device: torch.device = CPU) -> to
     return torch.randn(num_clips * NUM_FRAMES, 3, 64, 32, generator=generator).to(device)
 
 
-def _randomize_blocks(model: nn.Module) -> None:
-    with torch.no_grad():
-        for param in model.lstrl.parameters():
-            param.normal_(std=0.5)
-
-
 def test_own_block_starts_as_the_identity_and_trains(device: torch.device) -> None:
     model = _resnet(device)
     x = _frames(device=device)
@@ -84,7 +79,7 @@ def test_per_block_placement_reads_each_blocks_output(device: torch.device) -> N
     stages = blocks_of(model, "layer3")
     inject_blocks(model, stages, TemporalConv, num_frames=NUM_FRAMES)
     assert stages == ["layer3.0", "layer3.1"] and list(model.lstrl) == ["layer3_0", "layer3_1"]
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.5)
     seen: dict[str, torch.Tensor] = {}
     model.lstrl["layer3_0"].register_forward_hook(lambda m, args, out: seen.update(block_in=args[0]))
     model.layer3[0].register_forward_hook(lambda m, args, out: seen.update(stage_out=out), prepend=True)
@@ -142,7 +137,7 @@ def test_refusals_leave_the_model_unchanged(
 
 def test_clips_stay_independent(device: torch.device) -> None:
     model = inject_blocks(_resnet(device), ["layer2", "layer3"], TemporalConv, num_frames=NUM_FRAMES)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.5)
     x = _frames(device=device)
     changed = x.clone()
     changed[NUM_FRAMES:] = _frames(num_clips=1, seed=1, device=device)  # clip 1 only
@@ -157,7 +152,7 @@ def test_clips_stay_independent(device: torch.device) -> None:
 
 def test_use_num_frames_splits_by_the_callers_clip_length(device: torch.device) -> None:
     model = inject_blocks(_resnet(device), ["layer2", "layer3"], TemporalConv, num_frames=4)
-    _randomize_blocks(model)
+    randomized(model.lstrl, 0.5)
     x = _frames(device=device)  # 2 clips of 2 frames, to a model injected for clips of 4
     with torch.no_grad():
         one_clip_of_four = model(x)

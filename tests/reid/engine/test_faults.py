@@ -17,10 +17,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from _scripts import ROOT  # noqa: E402
+from _tiny import TINY_RESNET, tiny_data, tiny_settings
 
 from lstrl_layers import VideoReIDNet
 from lstrl_layers._files import atomic_path, write_json
-from lstrl_layers.reid import ReIDLoss, Tracklet, VideoReIDData, synthetic_video_reid
+from lstrl_layers.reid import ReIDLoss, Tracklet, VideoReIDData
 from lstrl_layers.reid.data import UnreadableFrame
 from lstrl_layers.reid.engine import (
     NonFiniteLoss,
@@ -36,19 +37,10 @@ from lstrl_layers.reid.engine.distributed import World
 from lstrl_layers.reid.engine.settings import default_workers
 
 SCRIPT = ROOT / "examples" / "train_video_reid.py"
-TINY_MODEL = dict(channels=(8, 16, 16, 16), stem_width=8)  # a ResNet-18 at an eighth of its width
 
 
 def _settings(**overrides: Any) -> TrainSettings:
-    values: dict[str, Any] = dict(
-        backbone="resnet18", pretrained=False, model_kwargs=dict(TINY_MODEL), size=(32, 16), num_frames=2,
-        P=2, K=2, workers=0, progress=False, max_steps=3, test_batch=8, epochs=2, eval_every=1, lr=1e-3,
-    )  # fmt: skip
-    return TrainSettings(**{**values, **overrides})
-
-
-def _data() -> VideoReIDData:
-    return synthetic_video_reid(4, 3, num_cams=2, length=(3, 5), size=(32, 16), seed=0)
+    return tiny_settings(**{"max_steps": 3, "epochs": 2, **overrides})
 
 
 def _quiet(message: str) -> None:
@@ -116,7 +108,7 @@ def test_weights_file_is_loaded_instead_of_a_download(tmp_path: Path) -> None:
     import timm
 
     torch.manual_seed(1)
-    source = timm.create_model("resnet18", pretrained=False, num_classes=0, **TINY_MODEL)
+    source = timm.create_model("resnet18", pretrained=False, num_classes=0, **TINY_RESNET)
     torch.save(source.state_dict(), tmp_path / "backbone.pth")
     settings = _settings(pretrained=True, weights=str(tmp_path / "backbone.pth"), stages=())
     model = build_model(settings, num_classes=3)
@@ -135,7 +127,7 @@ class _DoubledLoss(ReIDLoss):
 
 def test_train_step_forms_the_loss_with_the_criterion_given() -> None:
     torch.manual_seed(0)
-    model = VideoReIDNet("resnet18", 2, stages=(), num_frames=2, **TINY_MODEL)
+    model = VideoReIDNet("resnet18", 2, stages=(), num_frames=2, **TINY_RESNET)
     clips, pids = torch.randn(4, 2, 3, 32, 16), torch.tensor([0, 0, 1, 1])
     plain = train_step(
         model, ReIDLoss(), torch.optim.SGD(model.parameters(), lr=0.0), clips, pids, _settings(), World()
@@ -150,7 +142,7 @@ def test_fit_trains_with_the_factories_given(tmp_path: Path) -> None:
     built: dict[str, Any] = {}
 
     def model_factory(settings: TrainSettings, num_classes: int) -> VideoReIDNet:
-        built["model"] = VideoReIDNet("resnet18", num_classes, stages=(3,), num_frames=2, **TINY_MODEL)
+        built["model"] = VideoReIDNet("resnet18", num_classes, stages=(3,), num_frames=2, **TINY_RESNET)
         return built["model"]
 
     def optimizer_factory(settings: TrainSettings, model: torch.nn.Module) -> tuple[Any, Any]:
@@ -158,7 +150,7 @@ def test_fit_trains_with_the_factories_given(tmp_path: Path) -> None:
         return built["optimizer"], torch.optim.lr_scheduler.ConstantLR(built["optimizer"], factor=1.0)
 
     history = fit(
-        _settings(epochs=1), _data(), out=tmp_path, log=_quiet, model_factory=model_factory,
+        _settings(epochs=1), tiny_data(), out=tmp_path, log=_quiet, model_factory=model_factory,
         loss_factory=lambda settings: _DoubledLoss(), optimizer_factory=optimizer_factory,
     ).history  # fmt: skip
     assert list(built["model"].backbone.lstrl) == ["layer3"]
@@ -184,7 +176,7 @@ class _NanOnFourthStep(ReIDLoss):
 def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
     _NanOnFourthStep.calls = 0
     with pytest.raises(NonFiniteLoss, match=r"epoch 2, step 2: the loss is nan \(cross-entropy"):
-        fit(_settings(), _data(), out=tmp_path, log=_quiet, loss_factory=lambda s: _NanOnFourthStep())
+        fit(_settings(), tiny_data(), out=tmp_path, log=_quiet, loss_factory=lambda s: _NanOnFourthStep())
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 1 and state["partial"] is None  # the last finished epoch, untouched
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -194,7 +186,7 @@ def _broken_frames(tmp_path: Path) -> VideoReIDData:
     """Synthetic identities written as JPEG files, one of them truncated."""
     from PIL import Image
 
-    data = _data()
+    data = tiny_data()
 
     def as_files(part: str, tracklets: list[Tracklet]) -> list[Tracklet]:
         written = []
@@ -276,20 +268,20 @@ class _SignalOnThirdStep(ReIDLoss):
 @pytest.mark.slow
 def test_a_stop_in_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     settings = _settings(epochs=3, max_steps=None)
-    expected = fit(settings, _data(), log=_quiet).history
+    expected = fit(settings, tiny_data(), log=_quiet).history
     _SignalOnThirdStep.calls = 0
     in_api_terms = r"continue with fit\(\.\.\., resume='.*'\)$"  # the script says --resume
     with pytest.raises(
         TrainingInterrupted,
         match=r"^stopped by SIGTERM at epoch 2, step 1: checkpoint written .*" + in_api_terms,
     ) as info:
-        fit(settings, _data(), out=tmp_path, log=_quiet, loss_factory=lambda s: _SignalOnThirdStep())
+        fit(settings, tiny_data(), out=tmp_path, log=_quiet, loss_factory=lambda s: _SignalOnThirdStep())
     assert info.value.checkpoint == tmp_path / "checkpoint.pt"
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 1 and state["partial"]["steps"] == 1
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the run
     said: list[str] = []
-    assert fit(settings, _data(), out=tmp_path, resume=tmp_path, log=said.append).history == expected
+    assert fit(settings, tiny_data(), out=tmp_path, resume=tmp_path, log=said.append).history == expected
     assert any("at epoch 1, step 1 of epoch 2" in line for line in said)
 
 
@@ -297,7 +289,7 @@ def _resume_worker(rank: int, size: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    fit(_settings(epochs=1), _data(), out=out, log=_quiet)
+    fit(_settings(epochs=1), tiny_data(), out=out, log=_quiet)
 
 
 def _free_port() -> int:
@@ -311,7 +303,7 @@ def test_resume_on_another_number_of_processes_keeps_the_global_batches(tmp_path
     mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     assert len(load_checkpoint(tmp_path / "checkpoint.pt")["random_states"]) == 2
     said: list[str] = []
-    history = fit(_settings(epochs=2), _data(), out=tmp_path, resume=tmp_path, log=said.append).history
+    history = fit(_settings(epochs=2), tiny_data(), out=tmp_path, resume=tmp_path, log=said.append).history
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert any(
         "resuming a run of 2 process(es) on 1: the global batches come in the same order" in s for s in said
@@ -337,7 +329,7 @@ def test_fit_writes_mINP_pictures_tensorboard_and_reranked_figures(tmp_path: Pat
 
     history = fit(
         _settings(epochs=1, rerank=True),
-        _data(),
+        tiny_data(),
         out=tmp_path / "run",
         log=_quiet,
         tensorboard=tmp_path / "tb",
@@ -362,7 +354,7 @@ def test_fit_writes_mINP_pictures_tensorboard_and_reranked_figures(tmp_path: Pat
     assert [e.step for e in events.Scalars("eval/mAP")] == [0, 1]
     assert events.Scalars("eval/mAP")[-1].value == pytest.approx(history[-1]["mAP"])
     metrics = evaluate_trained(
-        _settings(), _data(), tmp_path / "run" / "model.pt", out=tmp_path / "eval", log=_quiet
+        _settings(), tiny_data(), tmp_path / "run" / "model.pt", out=tmp_path / "eval", log=_quiet
     )
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["mINP"] == metrics["mINP"]
     assert (tmp_path / "eval" / "cmc.png").stat().st_size > 0 and (

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import torch
+from _tiny import tiny_data, tiny_settings
 
-from lstrl_layers.reid import synthetic_video_reid
 from lstrl_layers.reid.engine import (
     FitResult,
     Hook,
@@ -19,19 +19,9 @@ from lstrl_layers.reid.engine import (
     load_checkpoint,
 )
 
-TINY = dict(channels=(8, 16, 16, 16), stem_width=8)  # a ResNet-18 at an eighth of its width
-
 
 def _settings(**overrides: Any) -> TrainSettings:
-    values: dict[str, Any] = dict(
-        backbone="resnet18", pretrained=False, model_kwargs=dict(TINY), size=(32, 16), num_frames=2, P=2,
-        K=2, workers=0, progress=False, max_steps=2, test_batch=8, epochs=2, eval_every=2, lr=1e-3,
-    )  # fmt: skip
-    return TrainSettings(**{**values, **overrides})
-
-
-def _data() -> Any:
-    return synthetic_video_reid(4, 3, num_cams=2, length=(3, 5), size=(32, 16), seed=0)
+    return tiny_settings(**{"epochs": 2, "eval_every": 2, **overrides})
 
 
 class _Recorder(Hook):
@@ -76,7 +66,7 @@ class _Recorder(Hook):
 
 
 def test_hooks_see_the_run_in_the_documented_order() -> None:
-    recorder, settings, data = _Recorder(), _settings(), _data()
+    recorder, settings, data = _Recorder(), _settings(), tiny_data()
     result = fit(settings, data, log=lambda message: None, hooks=[recorder])
     steps = [event for step in (1, 2) for event in (("before_step", step), ("after_step", step))]
     expected = [("before_train", 0, 0), ("after_evaluation", 0, 0)]
@@ -109,7 +99,13 @@ class _StopAfterEpoch(Hook):
 
 def test_an_error_in_after_epoch_ends_the_run_before_that_epochs_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="stop after epoch 2"):
-        fit(_settings(eval_every=1), _data(), out=tmp_path, log=lambda m: None, hooks=(_StopAfterEpoch(2),))
+        fit(
+            _settings(eval_every=1),
+            tiny_data(),
+            out=tmp_path,
+            log=lambda m: None,
+            hooks=(_StopAfterEpoch(2),),
+        )
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 1 and [entry["epoch"] for entry in state["history"]] == [0, 1]
 
@@ -127,12 +123,12 @@ def test_hooks_that_are_not_hook_instances_are_refused_before_training(hooks: An
         raise AssertionError(f"the run started: {line}")
 
     with pytest.raises(TypeError, match=message):
-        fit(_settings(), _data(), log=log, hooks=hooks)
+        fit(_settings(), tiny_data(), log=log, hooks=hooks)
 
 
 def test_fit_refuses_settings_and_data_of_other_types() -> None:
     with pytest.raises(TypeError, match=r"^settings must be a TrainSettings, got \{'lr': 0.1\} \(dict\)$"):
-        fit({"lr": 0.1}, _data())  # type: ignore[arg-type]
+        fit({"lr": 0.1}, tiny_data())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^data must be a VideoReIDData, got \[\] \(list\)$"):
         fit(_settings(), [])  # type: ignore[arg-type]
 
@@ -140,8 +136,8 @@ def test_fit_refuses_settings_and_data_of_other_types() -> None:
 @pytest.mark.slow
 def test_hooks_leave_the_run_unchanged() -> None:
     """A hook sees the run; the run with one is the run without, value for value (same parameters too)."""
-    plain = fit(_settings(), _data(), log=lambda m: None)
-    hooked = fit(_settings(), _data(), log=lambda m: None, hooks=[_Recorder(), Hook()])
+    plain = fit(_settings(), tiny_data(), log=lambda m: None)
+    hooked = fit(_settings(), tiny_data(), log=lambda m: None, hooks=[_Recorder(), Hook()])
     assert hooked.history == plain.history
     for (name, value), other in zip(plain.model.state_dict().items(), hooked.model.state_dict().values()):
         torch.testing.assert_close(other, value, rtol=0, atol=0, msg=name)

@@ -11,47 +11,22 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
+from _tiny import TINY_RESNET, tiny_data, tiny_settings  # noqa: E402
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lstrl_layers import VideoReIDNet
-from lstrl_layers.reid import ReIDLoss, synthetic_video_reid
-from lstrl_layers.reid.engine import TrainSettings, evaluate, evaluate_trained, fit, train_step
+from lstrl_layers.reid import ReIDLoss
+from lstrl_layers.reid.engine import evaluate, evaluate_trained, fit, train_step
 from lstrl_layers.reid.engine.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from lstrl_layers.reid.engine.distributed import RankBatchSampler, World, close_world, init_world
 from lstrl_layers.reid.engine.settings import RESUMABLE
 from lstrl_layers.reid.sampling import PKBatchSampler
 
-TINY = dict(channels=(8, 16, 16, 16), stem_width=8)  # a ResNet-18 at an eighth of its width
-
-
-def _tiny_settings(**overrides: Any) -> TrainSettings:
-    values: dict[str, Any] = dict(
-        backbone="resnet18",
-        pretrained=False,
-        model_kwargs=dict(TINY),
-        size=(32, 16),
-        num_frames=2,
-        P=2,
-        K=2,
-        workers=0,
-        progress=False,
-        max_steps=2,
-        test_batch=8,
-        epochs=3,
-        eval_every=1,
-        lr=1e-3,
-    )
-    return TrainSettings(**{**values, **overrides})
-
-
-def _tiny_data() -> Any:
-    return synthetic_video_reid(4, 3, num_cams=2, length=(3, 5), size=(32, 16), seed=0)
-
 
 def _model_and_batch() -> tuple[VideoReIDNet, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    model = VideoReIDNet("resnet18", 4, stages=(2, 3), num_frames=2, zero_init=False, **TINY)
+    model = VideoReIDNet("resnet18", 4, stages=(2, 3), num_frames=2, zero_init=False, **TINY_RESNET)
     clips = torch.randn(8, 2, 3, 32, 16, generator=torch.Generator().manual_seed(1))
     pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])  # P x K = 4 x 2, identities whole
     return model, clips, pids
@@ -69,7 +44,7 @@ def _one_step(
 ) -> None:
     _freeze_batchnorm(model)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-    train_step(net, ReIDLoss(), optimizer, clips, pids, _tiny_settings(), world)
+    train_step(net, ReIDLoss(), optimizer, clips, pids, tiny_settings(), world)
 
 
 def _worker(rank: int, size: int, port: int, out: str) -> None:
@@ -82,7 +57,7 @@ def _worker(rank: int, size: int, port: int, out: str) -> None:
         share = len(clips) // size  # this rank's whole identities, as RankBatchSampler gives them
         part = slice(rank * share, (rank + 1) * share)
         _one_step(model, DistributedDataParallel(model), clips[part], pids[part], world)
-        metrics = evaluate(model, _tiny_data(), _tiny_settings(), world)  # sharded extraction
+        metrics = evaluate(model, tiny_data(), tiny_settings(), world)  # sharded extraction
         if world.is_main:
             torch.save({"state": model.state_dict(), "metrics": metrics}, out)
     finally:
@@ -110,7 +85,7 @@ def test_two_processes_step_like_one_process_on_the_union(tmp_path: Path) -> Non
     assert len(moved) > 20  # the step changed the backbone, the blocks and the classifier
     for key, value in single.items():
         torch.testing.assert_close(ddp["state"][key], value, rtol=1e-5, atol=1e-6, msg=key)
-    assert ddp["metrics"] == evaluate(model, _tiny_data(), _tiny_settings())
+    assert ddp["metrics"] == evaluate(model, tiny_data(), tiny_settings())
 
 
 def test_rank_batches_partition_the_global_batch_in_whole_identities() -> None:
@@ -136,8 +111,8 @@ class _Stop(Exception):
 
 @pytest.mark.slow
 def test_resume_after_any_epoch_gives_the_same_metrics(tmp_path: Path) -> None:
-    data = _tiny_data()
-    settings = _tiny_settings()
+    data = tiny_data()
+    settings = tiny_settings()
     fit(settings, data, out=tmp_path / "straight", log=lambda m: None)
 
     def stop_in_epoch_2(message: str) -> None:
@@ -156,9 +131,9 @@ def test_resume_after_any_epoch_gives_the_same_metrics(tmp_path: Path) -> None:
 
 
 def test_every_file_loads_with_weights_only_and_the_model_file_rebuilds_the_model(tmp_path: Path) -> None:
-    history = fit(_tiny_settings(epochs=1), _tiny_data(), out=tmp_path, log=lambda m: None).history
+    history = fit(tiny_settings(epochs=1), tiny_data(), out=tmp_path, log=lambda m: None).history
     for trained in ("model.pt", "checkpoint.pt"):  # --eval-only on either file: the final evaluation again
-        metrics = evaluate_trained(_tiny_settings(), _tiny_data(), tmp_path / trained, out=tmp_path)
+        metrics = evaluate_trained(tiny_settings(), tiny_data(), tmp_path / trained, out=tmp_path)
         assert metrics == {k: v for k, v in history[-1].items() if k not in ("epoch", "loss")}
         assert json.loads((tmp_path / "eval.json").read_text())["mAP"] == metrics["mAP"]
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
@@ -167,7 +142,7 @@ def test_every_file_loads_with_weights_only_and_the_model_file_rebuilds_the_mode
     model = load_model(tmp_path / "model.pt").eval()
     assert isinstance(model, VideoReIDNet) and model.config["stem_width"] == 8
     torch.manual_seed(0)
-    rebuilt = VideoReIDNet("resnet18", 4, stages=(2, 3), num_frames=2, **TINY)
+    rebuilt = VideoReIDNet("resnet18", 4, stages=(2, 3), num_frames=2, **TINY_RESNET)
     rebuilt.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
     video = torch.randn(2, 2, 3, 32, 16)
     torch.testing.assert_close(model(video), rebuilt.eval()(video))
@@ -219,7 +194,7 @@ def test_bme_learns_at_its_own_rate() -> None:
     from lstrl_layers import BME
     from lstrl_layers.reid.engine import build_model, build_optimizer
 
-    settings = _tiny_settings(bme_lr_factor=10.0)
+    settings = tiny_settings(bme_lr_factor=10.0)
     model = build_model(settings, 4)
     optimizer, _ = build_optimizer(settings, model)
     blocks = {id(p) for m in model.modules() if isinstance(m, BME) for p in m.parameters()}
@@ -227,7 +202,7 @@ def test_bme_learns_at_its_own_rate() -> None:
     mae = {id(p) for p in model.backbone.lstrl.parameters()} - blocks  # the MAE branches: the base rate
     assert blocks and mae and set(rates) == {id(p) for p in model.parameters() if p.requires_grad}
     assert all(rates[i] == pytest.approx(1e-2 if i in blocks else 1e-3) for i in rates)
-    optimizer, _ = build_optimizer(_tiny_settings(), model)
+    optimizer, _ = build_optimizer(tiny_settings(), model)
     assert len(optimizer.param_groups) == 1  # as in the checkpoints of version 0.1
 
 
@@ -243,7 +218,7 @@ def test_channels_last_gives_the_outputs_and_gradients_of_the_contiguous_layout(
         )
     for contiguous, channels_last in zip(*results):
         torch.testing.assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-5)
-    history = fit(_tiny_settings(channels_last=True, epochs=1), _tiny_data(), log=lambda m: None).history
+    history = fit(tiny_settings(channels_last=True, epochs=1), tiny_data(), log=lambda m: None).history
     assert [entry["epoch"] for entry in history] == [0, 1]
 
 
@@ -255,7 +230,7 @@ def test_amp_runs_the_forward_in_bfloat16_on_the_cpu_and_keeps_the_loss() -> Non
         conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
         handle = conv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-        parts = train_step(model, ReIDLoss(), optimizer, clips, pids, _tiny_settings(amp=amp), World("cpu"))
+        parts = train_step(model, ReIDLoss(), optimizer, clips, pids, tiny_settings(amp=amp), World("cpu"))
         handle.remove()
         losses.append(parts["loss"])
     assert dtypes == [torch.float32, torch.bfloat16]
@@ -278,12 +253,12 @@ def test_amp_runs_the_forward_in_bfloat16_on_the_cpu_and_keeps_the_loss() -> Non
 def test_resume_with_other_settings_or_nothing_to_train_is_refused(
     changes: dict[str, Any], epoch: int, message: str, tmp_path: Path
 ) -> None:
-    settings = _tiny_settings()
+    settings = tiny_settings()
     save_checkpoint(
         tmp_path / "checkpoint.pt", settings=settings.__dict__, num_classes=3, model={}, epoch=epoch
     )
     with pytest.raises(ValueError, match=rf"^resume='.*checkpoint.pt': {message}"):
-        fit(_tiny_settings(**changes), _tiny_data(), resume=tmp_path, log=lambda m: None)
+        fit(tiny_settings(**changes), tiny_data(), resume=tmp_path, log=lambda m: None)
     assert set(RESUMABLE) < set(settings.__dict__)  # every name a setting
 
 
@@ -303,5 +278,5 @@ def test_the_log_names_the_model_that_trains(blocks: dict[str, Any], said: str) 
         raise _Stop
 
     with pytest.raises(_Stop):
-        fit(_tiny_settings(**blocks), _tiny_data(), log=first_line)
+        fit(tiny_settings(**blocks), tiny_data(), log=first_line)
     assert lines[0].startswith(said)
