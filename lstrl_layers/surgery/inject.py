@@ -188,19 +188,35 @@ def inject_blocks(
     _check_same_num_frames(target_model, num_frames)
     targets = _resolve_targets(target_model, stages, injected)
     inputs = probe_input(target_model, example_input, input_size)
-    outputs = probe_stage_outputs(target_model, targets, inputs)
+    blocks = _build_blocks(target_model, targets, inputs, block, num_frames, layout)
+    _attach(target_model, injected, targets, blocks)
+    if "torch._dynamo" in sys.modules:  # code compiled before the injection would not run the blocks
+        torch.compiler.reset()
+    return model
+
+
+def _build_blocks(
+    model: nn.Module,
+    targets: Mapping[str, StageTarget],
+    inputs: Tensor,
+    block: BlockFactory,
+    num_frames: int,
+    layout: str,
+) -> dict[str, ClipBlock]:
+    """One new, checked block per target, from one probe forward of ``inputs``; nothing attached yet."""
+    outputs = probe_stage_outputs(model, targets, inputs)
     blocks: dict[str, ClipBlock] = {}
-    existing = {id(module) for module in target_model.modules()}
+    existing = {id(module) for module in model.modules()}
     for name, target in targets.items():
         calls = outputs[name]
         if len(calls) != 1:
             raise ValueError(
-                f"stage {name!r} of {type(target_model).__name__} ran {len(calls)} times in one forward "
+                f"stage {name!r} of {type(model).__name__} ran {len(calls)} times in one forward "
                 f"(input of shape {tuple(inputs.shape)}), so its block would run {len(calls)} times"
                 + (" (a module the model reuses, such as a shared activation): " if calls else ": ")
                 + "pick a module that runs once per forward"
             )
-        channels = stage_channels(target_model, target, calls[0], layout)
+        channels = stage_channels(model, target, calls[0], layout)
         built = build_block(block, name, channels, num_frames, layout, calls[0])
         if id(built) in existing or any(built is other for other in blocks.values()):
             raise ValueError(
@@ -208,10 +224,7 @@ def inject_blocks(
                 f"model or built for another stage: block must build a new block on every call"
             )
         blocks[name] = built
-    _attach(target_model, injected, targets, blocks)
-    if "torch._dynamo" in sys.modules:  # code compiled before the injection would not run the blocks
-        torch.compiler.reset()
-    return model
+    return blocks
 
 
 def _resolve_targets(

@@ -105,33 +105,30 @@ class HookList(Hook):
     def __init__(self, hooks: Sequence[Hook]) -> None:
         self.hooks = list(hooks)
 
-    def before_train(self, state: TrainState) -> None:
+    def _each(self, event: str, state: TrainState) -> None:
         for hook in self.hooks:
-            hook.before_train(state)
+            getattr(hook, event)(state)
+
+    def before_train(self, state: TrainState) -> None:
+        self._each("before_train", state)
 
     def after_train(self, state: TrainState) -> None:
-        for hook in self.hooks:
-            hook.after_train(state)
+        self._each("after_train", state)
 
     def before_epoch(self, state: TrainState) -> None:
-        for hook in self.hooks:
-            hook.before_epoch(state)
+        self._each("before_epoch", state)
 
     def after_epoch(self, state: TrainState) -> None:
-        for hook in self.hooks:
-            hook.after_epoch(state)
+        self._each("after_epoch", state)
 
     def before_step(self, state: TrainState) -> None:
-        for hook in self.hooks:
-            hook.before_step(state)
+        self._each("before_step", state)
 
     def after_step(self, state: TrainState) -> None:
-        for hook in self.hooks:
-            hook.after_step(state)
+        self._each("after_step", state)
 
     def after_evaluation(self, state: TrainState) -> None:
-        for hook in self.hooks:
-            hook.after_evaluation(state)
+        self._each("after_evaluation", state)
 
 
 def check_hooks(hooks: Sequence[Hook]) -> list[Hook]:
