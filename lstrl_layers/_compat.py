@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+from types import ModuleType
 
 import torch
 
@@ -18,6 +19,15 @@ def matching_torchvision(torch_version: str) -> str | None:
     """The torchvision series built with a torch 2.x release: torch 2.N pairs with torchvision 0.(N + 15)."""
     major, minor = (int(part) for part in torch_version.split("+")[0].split(".")[:2])
     return f"0.{minor + 15}" if major == 2 else None
+
+
+def import_timm() -> ModuleType:
+    """``timm``, imported where it is first needed, after :func:`check_torchvision` (timm imports
+    torchvision at import)."""
+    check_torchvision()
+    import timm
+
+    return timm
 
 
 def check_torchvision() -> None:

@@ -1,4 +1,5 @@
-"""The ``lstrl`` command: ``lstrl embed`` (tracklets to embeddings) and ``lstrl export`` (a model to ONNX).
+"""The ``lstrl`` command: ``lstrl train`` (train and evaluate a model), ``lstrl embed`` (tracklets to
+embeddings) and ``lstrl export`` (a model to ONNX).
 
 Each sub-command parses and validates its flags, then calls the library; a wrong input ends in one line on
 stderr naming the file or flag and what to do, with exit status 2.
@@ -10,17 +11,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import embed, export
+from . import embed, export, train
 
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lstrl", description="Use a trained LSTRL video ReID model: embed tracklets, export to ONNX."
+        prog="lstrl",
+        description="Train an LSTRL video ReID model and use it: train, embed tracklets, export to ONNX.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (embed, export):
+    for command in (train, embed, export):
         command.add_parser(commands)
     return parser
 

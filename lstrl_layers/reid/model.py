@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
-import timm
 import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from .._checks import check_bool, check_int, check_last_stride, check_stages, got
+from .._compat import import_timm
 from ..blocks.lstrl import LSTRLArgs
 from ..surgery.inject import inject_blocks, use_num_frames
 from ..surgery.last_stride import set_last_stride_one
@@ -28,6 +28,7 @@ def _check_weights_file(path: str, name: str, timm_kwargs: Mapping[str, Any]) ->
     Keys are compared with the model's own (its classifier's aside, which ``num_classes=0`` drops): timm
     would load a file of another architecture partially, with a log line, and train from the rest.
     """
+    timm = import_timm()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # missing, truncated, a pickle with code, not a torch file
@@ -60,6 +61,7 @@ def _timm_backbone(name: str, pretrained: bool, timm_kwargs: Mapping[str, Any]) 
     Pretrained weights are checked first, so that a wrong file or unreachable weights give one line, not
     timm's traceback or a minute of download retries.
     """
+    timm = import_timm()
     overlay = timm_kwargs.get("pretrained_cfg_overlay")
     file = overlay.get("file") if pretrained and isinstance(overlay, Mapping) else None
     if file is not None:

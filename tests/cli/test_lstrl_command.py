@@ -1,11 +1,14 @@
 """The ``lstrl`` command on JPEG tracklets the test writes: embeddings as the model computes them, the same
-numbers from the exported ONNX graph, and every wrong input refused in one line with nothing written."""
+numbers from the exported ONNX graph, a tiny training run, and every wrong input refused in one line with
+nothing written."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,20 @@ from lstrl_layers.reid.data.clips import IMAGENET_MEAN, IMAGENET_STD
 SIZE = (32, 16)
 TRACKS = {"0001_c1": 4, "0001_c2": 9, "0002_c1": 1, "0010_c2": 2}  # frames per tracklet: short ones too
 PATTERN = r"(?P<pid>\d+)_c(?P<camid>\d+)"
+# a training run small enough for a test (tests/cli/test_train_script.py's TINY)
+TRAIN = [
+    "train", "--synthetic", "--synthetic-ids", "4", "3", "--backbone", "resnet18", "--no-pretrained",
+    "--size", "32", "16", "-T", "2", "-P", "2", "-K", "2", "--epochs", "1", "--max-steps", "1",
+    "--test-batch", "8", "--workers", "0", "--no-progress", "--device", "cpu",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def keep_threads() -> Iterator[None]:
+    """lstrl train sets torch's thread count for synthetic data; restore it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +151,10 @@ def _broken_tracks(root: Path, kind: str) -> Path:
          r"-T fixes the clip length with --no-dynamic; a dynamic graph takes any T"),
         (["export", "{model}", "--onnx", "{tmp}/m.pt"], r"--onnx must name an .onnx file"),
         (["export", "{tmp}", "--onnx", "{tmp}/m.onnx"], r"holds neither config.json"),
+        ([*TRAIN, "--out", "{tmp}/run", "--eval-only"], r"--eval-only needs --resume \(a training"),
+        ([*TRAIN, "--out", "{tmp}/run", "-P", "8"], r"-P 8: the training set has only 4 identities$"),
+        ([*TRAIN, "--out", "{tmp}/run", "--resume", "{tmp}/none.pt"], r"--resume .*none.pt: "),
+        ([*TRAIN, "--out", "{exists}"], r"--out .*exists.npz: a file, not a folder$"),
     ],
 )  # fmt: skip
 def test_wrong_input_gets_one_line_and_nothing_is_written(
@@ -150,6 +171,35 @@ def test_wrong_input_gets_one_line_and_nothing_is_written(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.match(rf"lstrl {argv[0]}: error: .*{message}", err), err
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, no temporary file left
+
+
+def test_train_writes_a_run_into_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``lstrl train`` is the training script's command: the same files in --out, the same log."""
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [0, 1]
+    assert {"checkpoint.pt", "model.pt", "log.txt", "history.png", "cmc.png", "ranked.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert f"done; metrics in {out / 'metrics.json'}" in capsys.readouterr().out
+    assert "epoch 1/1" in (out / "log.txt").read_text()
+    assert main([*TRAIN, "--out", str(out)]) == 2  # a run already there: continue it or --overwrite
+    assert re.match(
+        rf"lstrl train: error: --out {re.escape(str(out))} already holds a run", capsys.readouterr().err
+    )
+
+
+def test_train_refuses_a_wrong_value_with_the_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*TRAIN, "--epochs", "0", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: lstrl train ")
+    assert err.splitlines()[-1] == "lstrl train: error: argument --epochs: expected an int >= 1, got '0'"
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_console_command_is_installed() -> None:

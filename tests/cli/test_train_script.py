@@ -1,4 +1,5 @@
-"""examples/train_video_reid.py refuses every wrong flag or data root at once, before any training.
+"""examples/train_video_reid.py (``lstrl train`` as a script) refuses every wrong flag or data root at once,
+before any training.
 
 Each refusal: exit status 2, one ``train_video_reid.py: error: ...`` line naming the flag or the missing file
 (after argparse's usage lines where the parser refuses), no traceback, nothing on stdout, and no ``--out``
