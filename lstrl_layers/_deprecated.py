@@ -40,6 +40,8 @@ MOVED_MODULES = {
     "lstrl_layers.reid.checkpoint": "lstrl_layers.reid.engine.checkpoint",
     "lstrl_layers.reid.distributed": "lstrl_layers.reid.engine.distributed",
     "lstrl_layers.reid.reporting": "lstrl_layers.reid.engine.reporting",
+    "lstrl_layers.reid.runtime": "lstrl_layers.reid.engine.runtime",
+    "lstrl_layers.reid.files": "lstrl_layers._files",
 }
 
 # training settings stored under an earlier name: old name -> name
