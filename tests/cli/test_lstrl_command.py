@@ -8,7 +8,6 @@ import json
 import re
 import shlex
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +29,6 @@ TRAIN = [
     "--size", "32", "16", "-T", "2", "-P", "2", "-K", "2", "--epochs", "1", "--max-steps", "1",
     "--test-batch", "8", "--workers", "0", "--no-progress", "--device", "cpu",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True, scope="module")
-def keep_threads() -> Iterator[None]:
-    """lstrl train sets torch's thread count for synthetic data; restore it."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
@@ -57,14 +56,6 @@ class _RunsCode:
 @pytest.fixture(scope="module")
 def cli() -> ModuleType:
     return load_script(SCRIPT, "example_train_video_reid_cli")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def keep_threads() -> Iterator[None]:
-    """main() sets torch's thread count for synthetic data before it reads the data; restore it."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
