@@ -8,6 +8,8 @@ float32 results are compared at float32 precision whatever the card.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -74,3 +76,11 @@ def pytest_report_header(config: pytest.Config) -> str:
 def device(pytestconfig: pytest.Config) -> torch.device:
     """The ``--device`` of this run (``cpu`` by default)."""
     return pytestconfig.stash[_DEVICE]
+
+
+@pytest.fixture(scope="module")
+def keep_threads() -> Iterator[None]:
+    """Give a module torch's thread count back (the training command sets it, for synthetic data)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -20,6 +20,8 @@ from lstrl_layers import VideoReIDNet
 from lstrl_layers.cli import main
 from lstrl_layers.reid.data.clips import IMAGENET_MEAN, IMAGENET_STD
 
+pytestmark = pytest.mark.usefixtures("keep_threads")  # the training command sets it
+
 SIZE = (32, 16)
 TRACKS = {"0001_c1": 4, "0001_c2": 9, "0002_c1": 1, "0010_c2": 2}  # frames per tracklet: short ones too
 PATTERN = r"(?P<pid>\d+)_c(?P<camid>\d+)"

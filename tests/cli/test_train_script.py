@@ -30,6 +30,8 @@ from lstrl_layers.reid import synthetic_video_reid
 from lstrl_layers.reid.engine import TrainSettings
 from lstrl_layers.reid.engine.checkpoint import save_checkpoint, save_model
 
+pytestmark = pytest.mark.usefixtures("keep_threads")  # the training command sets it
+
 SCRIPT = ROOT / "examples" / "train_video_reid.py"
 PROG = "train_video_reid.py"
 
