@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from _measure import Progress, measure, runners
+from _measure import Mode, Progress, measure, runners, sdpa_backends
 from _models import MAEWithMaps, StageShape, TwoPsiBME, param_count
-from _report import Column, absent, figure_table, keyed, scaled
+from _report import Column, absent, figure_table, keyed, matmul_text, scaled
 from torch import Tensor, nn
 
 from lstrl_layers import BME, MAE
@@ -82,6 +82,11 @@ def _count_row(module: nn.Module, block: str, path: str, shape: tuple[int, int, 
     }
 
 
+def _paths(pairs: Mapping[str, Any]) -> list[tuple[tuple[str, str], nn.Module]]:
+    """``((block, path), module)`` for every path of every block."""
+    return [((block, path), module) for block, pair in pairs.items() for path, module in pair]
+
+
 def _ratios(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, float | None]:
     return {
         key: ours[key] / reference[key] if ours[key] is not None and reference[key] else None
@@ -92,6 +97,7 @@ def _ratios(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, float 
 def run(
     args: argparse.Namespace,
     device: torch.device,
+    mode: Mode,
     shapes: Sequence[StageShape],
     peak_gflops: float,
     progress: Progress,
@@ -112,15 +118,16 @@ def run(
             for block, pair in pairs.items()
             for path, module in pair
         }
-        inputs = torch.randn(
-            args.batch * args.num_frames, channels, height, width, device=device, requires_grad=True
-        )
+        frames = torch.randn(args.batch * args.num_frames, channels, height, width, device=device)
+        inputs = mode.inputs(frames)
+        inputs.requires_grad_(True)
         mae.to(device)
         bme.to(device)
+        measured = {key: mode.module(module) for key, module in _paths(pairs)}
         for block, pair in pairs.items():
             for name, backward in (("fwd", False), ("fwd_bwd", True)):
                 progress.step(f"blocks: {stage} {block} {'forward+backward' if backward else 'forward'}")
-                cases = {path: runners(module, inputs, backward) for path, module in pair}
+                cases = {path: runners(measured[block, path], inputs, backward, mode) for path, _ in pair}
                 for path, result in measure(cases, device, args.repeat).items():
                     row = counted[block, path]
                     row.update(result.as_dict(name))
@@ -128,9 +135,11 @@ def run(
                     achieved = flops * args.batch / (result.time_ms * 1e-3) / 1e9 if result.time_ms else None
                     row[f"{name}_gflops"] = achieved
                     row[f"{name}_matmul_fraction"] = achieved / peak_gflops if achieved else None
+        efficient = counted["MAE", "efficient"]
+        efficient["sdpa"] = sdpa_backends(runners(measured["MAE", "efficient"], inputs, True, mode)[0])
         mae.cpu()
         bme.cpu()
-        del inputs
+        del inputs, measured
         rows = list(counted.values())
         with torch.no_grad():  # the reference must compute the same function
             clip = torch.randn(args.num_frames, channels, height, width)
@@ -175,11 +184,12 @@ def report(results: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
             f"two-ψ reference vs our BME, same weights: max |difference| "
             f"{stage['two_psi_max_abs_difference']:.1e}"
         )
-    env = results["env"]
+        backends = next((row["sdpa"] for row in stage["rows"] if "sdpa" in row), None)
+        if backends is not None:
+            print(f"SDPA back end that ran in MAE's efficient path (profiler): {', '.join(backends)}")
     print(
         "GFLOP/s: full MACs x 2 (forward) or counted forward+backward FLOPs, over the median time; in "
-        f"brackets as a fraction of this {env['device'].upper()}'s dense fp32 2048x2048 matmul "
-        f"({env['matmul_2048_fp32_gflops']:.0f} GFLOP/s)."
+        f"brackets as a fraction of {matmul_text(results['env'])}."
     )
     extra = [name for name in old_stages or {} if name not in {stage["stage"] for stage in results["blocks"]}]
     if extra:

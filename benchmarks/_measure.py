@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 WARMUP = {"cpu": 1, "cuda": 3}  # untimed calls before the memory and timed calls
 
@@ -28,6 +30,48 @@ MEMORY_METHOD = {
     "cuda": "torch.cuda.max_memory_allocated during one untimed call, minus torch.cuda.memory_allocated "
     "before it (the caching allocator's own statistics)",
 }
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# the aten operator each scaled_dot_product_attention back end runs, and the back end's name
+SDPA_BACKENDS = {
+    "_scaled_dot_product_flash_attention": "flash",
+    "_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+    "_scaled_dot_product_efficient_attention": "memory-efficient",
+    "_scaled_dot_product_cudnn_attention": "cuDNN",
+    "_scaled_dot_product_fused_attention_overrideable": "fused (device extension)",
+    "_scaled_dot_product_attention_math": "math",
+}
+NO_SDPA = "none (no SDPA kernel ran)"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How every measured module runs: ``dtype`` under autocast (parameters stay float32, as in training;
+    ``"float32"`` runs without autocast), the channels-last memory format, ``torch.compile``."""
+
+    dtype: str = "float32"
+    channels_last: bool = False
+    compile: bool = False
+
+    def module(self, module: nn.Module) -> nn.Module:
+        """``module`` in this mode's memory format, compiled if asked (the original is left uncompiled, so
+        that MACs are counted on it)."""
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return torch.compile(module) if self.compile else module  # type: ignore[return-value]
+
+    def inputs(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A batch of frames ``(N, C, H, W)`` in this mode's memory format (clips ``(B, T, C, H, W)`` as
+        they are: the model's first convolution gives channels-last maps to the rest)."""
+        if self.channels_last and tensor.dim() == 4:
+            return tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, DTYPES[self.dtype])
 
 
 @dataclass
@@ -96,20 +140,22 @@ Case = tuple[
 ]  # (run: the call measured, prepare: before each call)
 
 
-def runners(module: torch.nn.Module, inputs: torch.Tensor, backward: bool) -> Case:
-    """``(run, prepare)``: one forward (no grad) or forward+backward of ``module(inputs)``; ``prepare`` drops
-    the gradients of the previous call so every call allocates the same."""
+def runners(module: torch.nn.Module, inputs: torch.Tensor, backward: bool, mode: Mode = Mode()) -> Case:
+    """``(run, prepare)``: one forward (no grad) or forward+backward of ``module(inputs)`` under ``mode``'s
+    autocast; ``prepare`` drops the gradients of the previous call so every call allocates the same."""
 
     def prepare() -> None:
         module.zero_grad(set_to_none=True)
         inputs.grad = None
 
     def forward() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), mode.autocast(inputs.device):
             module(inputs)
 
     def forward_backward() -> None:
-        module(inputs).sum().backward()
+        with mode.autocast(inputs.device):
+            out = module(inputs)
+        out.float().sum().backward()
 
     return (forward_backward if backward else forward), prepare
 
@@ -158,13 +204,41 @@ def measure(cases: Mapping[str, Case], device: torch.device, repeat: int) -> dic
     }
 
 
-def matmul_gflops(device: torch.device, repeat: int, size: int = 2048) -> float:
-    """Dense fp32 ``size x size`` matmul throughput of this machine (GFLOP/s, median of ``repeat`` calls)."""
-    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+def matmul_gflops(device: torch.device, repeat: int, dtype: str = "float32", size: int = 2048) -> float:
+    """Dense ``size x size`` matmul throughput of this machine in ``dtype`` (GFLOP/s, median of ``repeat``
+    calls)."""
+    a, b = (torch.randn(size, size, device=device, dtype=DTYPES[dtype]) for _ in range(2))
     for _ in range(WARMUP[device.type]):
         a @ b
     times = [_time_ms(lambda: a @ b, device) for _ in range(repeat)]
     return 2 * size**3 / (statistics.median(times) * 1e-3) / 1e9
+
+
+MATMUL_SIZES = (256, 16384)  # the smallest and the largest size tried by matmul_rate
+MATMUL_CALL_MS = 20.0  # matmul_rate stops growing the size once one call takes this long
+
+
+def matmul_rate(device: torch.device, repeat: int, dtype: str) -> tuple[float, int]:
+    """``(GFLOP/s, size)``: the dense matmul rate in ``dtype`` at the size that first keeps the device busy:
+    the size doubles from 256 until one call takes 20 ms (a GPU reaches its rate only on large matrices; a
+    CPU without native ``dtype`` instructions is slow already on small ones) or reaches 16384."""
+    size, largest = MATMUL_SIZES
+    while True:
+        rate = matmul_gflops(device, 1, dtype, size)
+        if 2 * size**3 / rate / 1e6 >= MATMUL_CALL_MS or size >= largest:
+            return matmul_gflops(device, repeat, dtype, size), size
+        size *= 2
+
+
+def sdpa_backends(run: Callable[[], object]) -> list[str]:
+    """The ``scaled_dot_product_attention`` back ends that one call of ``run`` ran, as the profiler saw their
+    operators (``[NO_SDPA]`` when none ran: no attention, or a compiler that generated its own kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    names = {event.key.removeprefix("aten::") for event in prof.key_averages()}
+    return [backend for op, backend in SDPA_BACKENDS.items() if op in names] or [NO_SDPA]
 
 
 def cpu_name() -> str:
@@ -199,6 +273,14 @@ def environment(device: torch.device) -> dict[str, Any]:
         "memory_method": MEMORY_METHOD[device.type],
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        env.update(
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            capability=f"{properties.major}.{properties.minor}",
+            device_memory_gib=round(properties.total_memory / 2**30, 1),
+        )
     if hasattr(os, "getloadavg"):
         env["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     return env

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Union
 
 MISSING = "missing"  # a figure the earlier run's JSON lacks (written where the figure would be)
-SECTIONS = {"table3": "Table 3", "blocks": "Blocks", "scaling": "Scaling"}
+SECTIONS = {"table3": "Table 3", "blocks": "Blocks", "scaling": "Scaling", "throughput": "Throughput"}
 DERIVED_SETTINGS = ("stage_shapes",)  # follow from the others: a difference there is one of theirs
 Row = Mapping[str, Any]
 Getter = Union[str, Callable[[Row], Any]]
@@ -215,6 +215,7 @@ def _problem(data: Any) -> str | None:
         return f"'scaling' is a {type(scaling).__name__}, expected an object"
     lists = {
         "table3": data.get("table3", []),
+        "throughput": data.get("throughput", []),
         "blocks": data.get("blocks", []),
         "scaling.rows": scaling.get("rows", []),
     }
@@ -230,15 +231,38 @@ def _objects(items: Any) -> bool:
     return isinstance(items, list) and all(isinstance(item, dict) for item in items)
 
 
+def matmul_text(env: Mapping[str, Any]) -> str:
+    """The matmul rate that a run's GFLOP/s fractions are of, in words (older runs: fp32 at 2048)."""
+    dtype, size = env.get("matmul_dtype", "float32"), env.get("matmul_size", 2048)
+    rate = env.get("matmul_gflops", env.get("matmul_2048_fp32_gflops"))
+    rate_text = f"{rate:,.0f}" if isinstance(rate, (int, float)) else MISSING
+    device = str(env.get("device", MISSING)).upper()
+    return f"this {device}'s dense {dtype} {size}x{size} matmul ({rate_text} GFLOP/s)"
+
+
 def print_header(results: Mapping[str, Any], old: Mapping[str, Any] | None, old_path: str | None) -> None:
     """Where and how the figures were measured; with ``old``, where the earlier run's were, and the settings
     that differ between the two."""
     env, settings = results["env"], results["settings"]
     matmul = versus(env["matmul_2048_fp32_gflops"], ".0f", old, "env", "matmul_2048_fp32_gflops")
+    versions = ", ".join(f"{key} {env[key]}" for key in ("cuda", "cudnn", "capability") if key in env)
     print(
-        f"torch {env['torch']}, {env['device']} ({env['device_name']}), threads: {env['threads']}; "
-        f"dense fp32 matmul {matmul} GFLOP/s; load average {env.get('load_average_start')} -> "
-        f"{env.get('load_average_end')}"
+        f"torch {env['torch']}, {env['device']} ({env['device_name']}{', ' + versions if versions else ''}), "
+        f"threads: {env['threads']}; dense fp32 matmul {matmul} GFLOP/s; load average "
+        f"{env.get('load_average_start')} -> {env.get('load_average_end')}"
+    )
+    if "matmul_gflops" in env:
+        rate = versus(env["matmul_gflops"], ",.0f", old, "env", "matmul_gflops")
+        before = "" if old is None else f" (old run: {matmul_text(old['env'])})"
+        print(
+            f"GFLOP/s fractions are of the dense {env['matmul_dtype']} {env['matmul_size']}x"
+            f"{env['matmul_size']} matmul, {rate} GFLOP/s{before}"
+        )
+    print(
+        f"precision: {settings.get('dtype', 'float32')}"
+        + (" under autocast (parameters in float32)" if settings.get("dtype", "float32") != "float32" else "")
+        + f"; channels-last: {'yes' if settings.get('channels_last') else 'no'}"
+        + f"; torch.compile: {'yes' if settings.get('compile') else 'no'}"
     )
     if env["busy"]:
         print(

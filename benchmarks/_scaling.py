@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from _measure import Progress, measure, runners
+from _measure import Mode, Progress, measure, runners
 from _models import MAEWithMaps, StageShape
 from _report import Column, absent, figure_table, keyed, quotient, scaled
 
@@ -36,7 +36,7 @@ def steps(shapes: Sequence[StageShape]) -> int:
 
 
 def run(
-    args: argparse.Namespace, device: torch.device, shape: StageShape, progress: Progress
+    args: argparse.Namespace, device: torch.device, mode: Mode, shape: StageShape, progress: Progress
 ) -> dict[str, Any]:
     """MAE at ``shape`` (the last injected stage) for each clip length in ``NUM_FRAMES``."""
     stage, channels, height, width = shape
@@ -46,7 +46,8 @@ def run(
         mae = MAE(channels, num_frames, zero_init=False)
         macs = count_macs(mae, torch.randn(num_frames, channels, height, width), convention="full")
         mae.to(device)
-        inputs = torch.randn(num_frames, channels, height, width, device=device, requires_grad=True)
+        inputs = mode.inputs(torch.randn(num_frames, channels, height, width, device=device))
+        inputs.requires_grad_(True)
         row: dict[str, Any] = {
             "num_frames": num_frames,
             "positions": num_frames * height * width,
@@ -54,7 +55,7 @@ def run(
         }
         progress.step(f"scaling: T={num_frames}, MAE efficient and maps")
         cases = {
-            key: runners(module, inputs, backward=True)
+            key: runners(mode.module(module), inputs, backward=True, mode=mode)
             for key, module in (("efficient", mae), ("maps", MAEWithMaps(mae)))
         }
         for key, result in measure(cases, device, args.repeat).items():

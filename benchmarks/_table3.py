@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from _measure import Progress, measure, runners
+from _measure import Mode, Progress, measure, runners
 from _models import NUM_CLASSES, StageShape, TwoPsiBME, param_count
 from _report import Column, absent, figure_table, keyed, versus
 
@@ -44,7 +44,11 @@ def steps(shapes: Sequence[StageShape]) -> int:
 
 
 def run(
-    args: argparse.Namespace, device: torch.device, shapes: Sequence[StageShape], progress: Progress
+    args: argparse.Namespace,
+    device: torch.device,
+    mode: Mode,
+    shapes: Sequence[StageShape],
+    progress: Progress,
 ) -> dict[str, Any]:
     """``{"table3": rows, "table3_overhead": +MAE+BME over Baseline}``."""
     num_frames, (height, width) = args.num_frames, args.size
@@ -71,7 +75,7 @@ def run(
             **flags,
         )
         model = model.to(device).eval()
-        macs_paper = count_macs(model, video, convention="paper")
+        macs_paper = count_macs(model, video, convention="paper")  # counted on the module as built
         row: dict[str, Any] = {
             "name": name,
             "config": {**flags, "zero_init": False, "last_stride": 1, "num_classes": NUM_CLASSES},
@@ -85,7 +89,7 @@ def run(
         if flags["bme"]:
             row["gmacs_paper_two_psi"] = (macs_paper + two_psi_extra) / num_frames / 1e9
         rows.append(row)
-        cases[name] = runners(model, video, backward=False)
+        cases[name] = runners(mode.module(model), video, backward=False, mode=mode)
     progress.step("Table 3: timing the three models, interleaved")
     measured = measure(cases, device, args.repeat)
     for row in rows:

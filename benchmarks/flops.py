@@ -1,7 +1,7 @@
 """Parameters, MACs, latency and peak memory of the LSTRL blocks and of the paper's model (Table 3).
 
 Run ``python benchmarks/flops.py`` (no arguments: the paper's setting, 1 min 35 s on an idle 2-core CPU);
-``--help`` lists the options. Three sections:
+``--help`` lists the options. Four sections:
 
 1. Table 3 reproduced: Baseline, +MAE, +MAE+BME (``VideoReIDNet``, 625 classes), parameters, GMACs per frame
    in the paper's (thop) convention and counted completely, latency per clip and peak memory.
@@ -9,6 +9,13 @@ Run ``python benchmarks/flops.py`` (no arguments: the paper's setting, 1 min 35 
    and our BME vs a BME computed as Eq. 4-5 are written (two ψ passes), side by side with their ratio.
 3. Scaling: MAE, efficient vs materializing, as the clip grows from 4 to 32 frames, at the last injected
    stage (``--plot`` draws it).
+4. Throughput at a real batch: Baseline, +MAE, +BME, +MAE+BME, inference at 64 clips per call and a full
+   training step at P x K = 8 x 4 clips, with achieved GFLOP/s against the dense matmul rate in the same
+   precision (by default on CUDA only: on a CPU it takes long; ``--only throughput`` runs it anywhere).
+
+``--dtype bfloat16`` (or ``float16``) runs everything under autocast, the parameters in float32 as in
+training; ``--channels-last`` and ``--compile`` (``torch.compile``) apply to every measured module;
+``--smoke`` runs everything at tiny sizes (a check that the script works, in seconds on a CPU).
 
 Stdout gets the report, stderr a progress line. ``--json PATH`` writes all of it machine-readable;
 ``--compare OLD.json`` prints each figure next to the one of the run that wrote OLD.json, with the change in
@@ -27,8 +34,9 @@ from typing import Any
 import _blocks
 import _scaling
 import _table3
+import _throughput
 import torch
-from _measure import Progress, close_environment, environment, matmul_gflops
+from _measure import DTYPES, Mode, Progress, close_environment, environment, matmul_gflops, matmul_rate
 from _models import NUM_CLASSES, stage_shapes
 from _report import SECTIONS, load_old, print_header
 
@@ -42,7 +50,18 @@ from lstrl_layers.cli.argtypes import (
     stage,
 )
 
-REPORTS = {"table3": _table3, "blocks": _blocks, "scaling": _scaling}
+REPORTS = {"table3": _table3, "blocks": _blocks, "scaling": _scaling, "throughput": _throughput}
+# --smoke: tiny sizes (each a default: a flag given with --smoke still counts)
+SMOKE = {
+    "backbone": "test_resnet",
+    "size": [32, 16],
+    "num_frames": 2,
+    "batch": 1,
+    "repeat": 1,
+    "throughput_batch": 2,
+    "P": 2,
+    "K": 2,
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -77,9 +96,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch",
         type=positive_int,
-        default=4,
-        help="clips per call in the per-block section (default: 4); Table 3 and the scaling section use one "
-        "clip per call",
+        default=None,
+        help="clips per call in the per-block section (default: 4 on CPU, 32 on CUDA); Table 3 and the "
+        "scaling section use one clip per call",
+    )
+    parser.add_argument(
+        "--throughput-batch",
+        type=positive_int,
+        default=64,
+        help="clips per inference call in the throughput section (default: 64)",
+    )
+    parser.add_argument(
+        "-P", type=positive_int, default=8, help="identities per training batch (throughput; default: 8)"
+    )
+    parser.add_argument(
+        "-K", type=positive_int, default=4, help="clips per identity in a training batch (default: 4)"
     )
     parser.add_argument(
         "--repeat",
@@ -87,7 +118,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="timed calls per measurement, median reported (default: 3 on CPU, 20 on CUDA)",
     )
-    parser.add_argument("--only", choices=list(SECTIONS), help="run one section only")
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="precision of the computation: float32, or bfloat16 / float16 under autocast with float32 "
+        "parameters, as mixed-precision training runs (default: float32)",
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="modules and frames in the channels-last memory format"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile every measured module (compilation happens in the untimed warm-up calls)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, to check that the script runs (test_resnet, 32x16, T=2, one clip, one timed call; "
+        "flags given beside it still count)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=list(SECTIONS),
+        help="run one section only (default: all; the throughput section on CUDA or with --smoke only)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write everything printed as JSON")
     parser.add_argument(
         "--compare",
@@ -97,8 +153,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--plot", metavar="PATH", help="save the scaling section as a PNG (needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.smoke:  # the tiny sizes as defaults, then the flags given
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    on_cuda = args.device.startswith("cuda")
     if args.repeat is None:
-        args.repeat = 20 if args.device.startswith("cuda") else 3
+        args.repeat = 20 if on_cuda else 3
+    if args.batch is None:
+        args.batch = 32 if on_cuda else 4
+    for flag, value in (("-P", args.P), ("-K", args.K)):
+        if value < 2:  # batch-hard triplet mining needs a positive and a negative for every clip
+            parser.error(f"{flag} {value}: the training step's triplet loss needs at least 2")
+    args.mode = Mode(args.dtype, args.channels_last, args.compile)
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             parser.error(f"{flag} {path}: no directory {str(Path(path).parent)!r} to write it in")
@@ -123,15 +189,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def sections_to_run(args: argparse.Namespace) -> list[str]:
+    """``--only``'s section, or all of them (the throughput section on CUDA or with ``--smoke`` only)."""
+    if args.only:
+        return [args.only]
+    everywhere = args.device.startswith("cuda") or args.smoke
+    return [name for name in SECTIONS if name != "throughput" or everywhere]
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the sections, write ``--json``, print the report; returns what ``--json`` writes."""
     args = parse_args(argv)
-    device, shapes = torch.device(args.device), args.shapes
-    sections = [args.only] if args.only else list(SECTIONS)
+    device, shapes, mode = torch.device(args.device), args.shapes, args.mode
+    sections = sections_to_run(args)
     progress = Progress(1 + sum(REPORTS[name].steps(shapes) for name in sections))
     progress.step("dense matmul throughput")
     env = environment(device)
-    env["matmul_2048_fp32_gflops"] = peak_gflops = matmul_gflops(device, repeat=max(args.repeat, 5))
+    repeat = max(args.repeat, 5)
+    env["matmul_2048_fp32_gflops"] = matmul_gflops(device, repeat)
+    peak_gflops, size = matmul_rate(device, repeat, args.dtype)
+    env.update(matmul_dtype=args.dtype, matmul_size=size, matmul_gflops=peak_gflops)
     settings = {
         "backbone": args.backbone,
         "stages": list(args.stages),
@@ -139,17 +216,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "num_frames": args.num_frames,
         "batch": args.batch,
         "repeat": args.repeat,
+        "dtype": args.dtype,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
         "last_stride": 1,
         "num_classes": NUM_CLASSES,
         "stage_shapes": [{"stage": s, "channels": c, "height": h, "width": w} for s, c, h, w in shapes],
     }
+    if "throughput" in sections:
+        settings.update(throughput_batch=args.throughput_batch, P=args.P, K=args.K)
     results: dict[str, Any] = {"env": env, "settings": settings}
     if "table3" in sections:
-        results.update(_table3.run(args, device, shapes, progress))
+        results.update(_table3.run(args, device, mode, shapes, progress))
     if "blocks" in sections:
-        results["blocks"] = _blocks.run(args, device, shapes, peak_gflops, progress)
+        results["blocks"] = _blocks.run(args, device, mode, shapes, peak_gflops, progress)
     if "scaling" in sections:
-        results["scaling"] = _scaling.run(args, device, shapes[-1], progress)
+        results["scaling"] = _scaling.run(args, device, mode, shapes[-1], progress)
+    if "throughput" in sections:
+        results.update(_throughput.run(args, device, mode, peak_gflops, progress))
     progress.close()
     close_environment(env)
     if args.json is not None:  # before printing, so that a closed stdout cannot lose it
@@ -158,11 +242,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print_header(results, args.old, args.compare)
     for name in sections:
         REPORTS[name].report(results, args.old)
+    if args.only is None and "throughput" not in sections:
+        print(
+            "\nThroughput at a real batch: not run on a CPU by default (at the paper's sizes it takes long); "
+            "--only throughput runs it"
+        )
     old_only = [
         title for name, title in SECTIONS.items() if name in (args.old or {}) and name not in sections
     ]
     if old_only:
-        print(f"\nin the old run only: {', '.join(old_only)} (not run with --only {args.only})")
+        print(f"\nin the old run only: {', '.join(old_only)} (not run this time)")
     if args.plot is not None and "scaling" in results:
         _scaling.plot(results["scaling"], args.plot)
         print(f"\nplot: {args.plot}")

@@ -8,6 +8,7 @@ process case (rank 0 of 1) and no collective is called.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,8 +58,15 @@ def init_world(device: str) -> World:
 
 
 def close_world(world: World) -> None:
-    """Leave the process group (every rank, also after an error)."""
+    """Leave the process group (every rank, also after an error).
+
+    Called from a ``finally`` clause. On the way out of a run that went well, the ranks first wait for each
+    other, so that none tears its connections down while another still uses them (gloo can abort the
+    process then); after an error they do not wait, since the other ranks may never arrive.
+    """
     if world.distributed and dist.is_initialized():
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 
