@@ -105,6 +105,7 @@ def run(
     """One result per stage: the four paths' rows, the two ratios, and how far two-ψ BME is from ours."""
     results = []
     for stage, channels, height, width in shapes:
+        mode.new_group()
         shape = (args.num_frames, channels, height, width)
         torch.manual_seed(0)
         mae = MAE(channels, args.num_frames, zero_init=False)

@@ -61,6 +61,13 @@ class Mode:
             module = module.to(memory_format=torch.channels_last)
         return torch.compile(module) if self.compile else module  # type: ignore[return-value]
 
+    def new_group(self) -> None:
+        """Start a group of modules measured together: under ``compile``, forget what earlier groups
+        compiled. Dynamo keeps a few compiled versions of one function (``ClipBlock.forward`` is shared by
+        every block) and refuses more: the run makes that an error rather than time such a module eagerly."""
+        if self.compile:
+            torch.compiler.reset()
+
     def inputs(self, tensor: torch.Tensor) -> torch.Tensor:
         """A batch of frames ``(N, C, H, W)`` in this mode's memory format (clips ``(B, T, C, H, W)`` as
         they are: the model's first convolution gives channels-last maps to the rest)."""

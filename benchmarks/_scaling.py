@@ -42,6 +42,7 @@ def run(
     stage, channels, height, width = shape
     rows = []
     for num_frames in NUM_FRAMES:
+        mode.new_group()
         torch.manual_seed(0)
         mae = MAE(channels, num_frames, zero_init=False)
         macs = count_macs(mae, torch.randn(num_frames, channels, height, width), convention="full")

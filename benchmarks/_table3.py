@@ -62,6 +62,7 @@ def run(
         two_psi = count_macs(TwoPsiBME(bme), clip, convention="paper")
         two_psi_extra += two_psi - count_macs(bme, clip, convention="paper")
     rows, cases = [], {}
+    mode.new_group()
     for name, flags, paper_params, paper_gmacs in ROWS:
         progress.step(f"Table 3: {name}: building, counting MACs")
         torch.manual_seed(0)

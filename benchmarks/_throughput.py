@@ -87,6 +87,7 @@ def run(
     num_frames, (height, width), P, K = args.num_frames, args.size, args.P, args.K
     infer_clips, train_clips = args.throughput_batch, P * K
     rows, models = [], {}
+    mode.new_group()
     for name, flags in VARIANTS:
         progress.step(f"throughput: {name}: building, counting MACs")
         torch.manual_seed(0)
@@ -114,6 +115,7 @@ def run(
     del infer
     train = torch.randn(train_clips, num_frames, 3, height, width, device=device)
     progress.step(f"throughput: training step, P x K = {P} x {K} clips, the variants interleaved")
+    mode.new_group()  # the training graphs in a fresh cache
     for model, _ in models.values():
         model.train()
     cases = {name: _train_case(model, net, train, mode, P, K) for name, (model, net) in models.items()}

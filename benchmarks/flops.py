@@ -202,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device, shapes, mode = torch.device(args.device), args.shapes, args.mode
     sections = sections_to_run(args)
+    if args.compile:  # a module dynamo would stop compiling fails instead of being timed eagerly
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
     progress = Progress(1 + sum(REPORTS[name].steps(shapes) for name in sections))
     progress.step("dense matmul throughput")
     env = environment(device)
