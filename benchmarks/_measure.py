@@ -287,6 +287,9 @@ def environment(device: torch.device) -> dict[str, Any]:
             cudnn=torch.backends.cudnn.version(),
             capability=f"{properties.major}.{properties.minor}",
             device_memory_gib=round(properties.total_memory / 2**30, 1),
+            # float32 matmuls and convolutions on TensorFloat-32 units (faster, 10-bit mantissa) or not
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            tf32_cudnn=torch.backends.cudnn.allow_tf32,
         )
     if hasattr(os, "getloadavg"):
         env["load_average_start"] = [round(x, 2) for x in os.getloadavg()]

@@ -245,7 +245,8 @@ def print_header(results: Mapping[str, Any], old: Mapping[str, Any] | None, old_
     that differ between the two."""
     env, settings = results["env"], results["settings"]
     matmul = versus(env["matmul_2048_fp32_gflops"], ".0f", old, "env", "matmul_2048_fp32_gflops")
-    versions = ", ".join(f"{key} {env[key]}" for key in ("cuda", "cudnn", "capability") if key in env)
+    keys = ("cuda", "cudnn", "capability", "tf32_matmul", "tf32_cudnn")
+    versions = ", ".join(f"{key} {env[key]}" for key in keys if key in env)
     print(
         f"torch {env['torch']}, {env['device']} ({env['device_name']}{', ' + versions if versions else ''}), "
         f"threads: {env['threads']}; dense fp32 matmul {matmul} GFLOP/s; load average "

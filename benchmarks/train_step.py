@@ -45,7 +45,12 @@ def matmul_gflops(size: int = 1024, repeats: int = 20, dtype: torch.dtype = torc
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def step_seconds(name: str, channels_last: bool, amp: bool, steps: int) -> tuple[float, float, float]:
+SMOKE = {"P": 2, "K": 2, "num_frames": 2}  # --smoke: a batch of 4 clips of 2 frames
+
+
+def step_seconds(
+    name: str, channels_last: bool, amp: bool, steps: int, smoke: bool = False
+) -> tuple[float, float, float]:
     """Median seconds of a training step, of loading its batch, and the step's GFLOP count."""
     args = ablation.parse_args(["--steps", "1"])
     data = ablation.data_of("approach", args.identities, 0)
@@ -54,6 +59,7 @@ def step_seconds(name: str, channels_last: bool, amp: bool, steps: int) -> tuple
         channels_last=channels_last,
         amp=amp,
         device="cpu",
+        **(SMOKE if smoke else {}),
     )
     torch.manual_seed(0)
     model = build_model(settings, data.num_train_ids)
@@ -88,11 +94,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument(
         "--threads", type=positive_int, default=1, help="torch threads (default 1, as the ablation)"
     )
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny batches and matmuls, to check that the script runs"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    peaks = {amp: matmul_gflops(dtype=torch.bfloat16 if amp else torch.float32) for amp in (False, True)}
+    size, repeats = (256, 3) if args.smoke else (1024, 20)
+    peaks = {
+        amp: matmul_gflops(size, repeats, dtype=torch.bfloat16 if amp else torch.float32)
+        for amp in (False, True)
+    }
     print(
-        f"matmul 1024 x 1024 on {args.threads} thread(s): float32 {peaks[False]:.0f} GFLOP/s, "
+        f"matmul {size} x {size} on {args.threads} thread(s): float32 {peaks[False]:.0f} GFLOP/s, "
         f"bfloat16 {peaks[True]:.0f} GFLOP/s"
     )
     print(
@@ -101,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for name in ablation.TABLE3:
         for layout, channels_last, amp in LAYOUTS:
-            seconds, loading, gflop = step_seconds(name, channels_last, amp, args.steps)
+            seconds, loading, gflop = step_seconds(name, channels_last, amp, args.steps, args.smoke)
             print(
                 f"{name:<10} {layout:<20} {1e3 * seconds:8.1f} {1e3 * loading:9.1f} {gflop:6.2f} "
                 f"{gflop / seconds:8.1f} {100 * gflop / seconds / peaks[amp]:8.0f}%",

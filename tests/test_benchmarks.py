@@ -336,7 +336,7 @@ def test_placements_counts_the_papers_model_and_every_placement(capsys: pytest.C
 @pytest.mark.slow
 def test_train_step_benchmark_prints_each_variant_in_each_layout(capsys: pytest.CaptureFixture[str]) -> None:
     script = load_script(BENCHMARKS / "train_step.py")
-    script.main(["--steps", "2"])
+    script.main(["--steps", "2", "--smoke"])
     out = capsys.readouterr().out
     assert "on 1 thread(s): float32" in out and "bfloat16" in out
     for name in ("Baseline", "+MAE", "+BME", "+MAE+BME"):
