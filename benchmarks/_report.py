@@ -231,9 +231,14 @@ def _objects(items: Any) -> bool:
     return isinstance(items, list) and all(isinstance(item, dict) for item in items)
 
 
+def _matmul_shape(env: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The precision and size of the matmul a run's GFLOP/s fractions are of (older runs: fp32 at 2048)."""
+    return env.get("matmul_dtype", "float32"), env.get("matmul_size", 2048)
+
+
 def matmul_text(env: Mapping[str, Any]) -> str:
-    """The matmul rate that a run's GFLOP/s fractions are of, in words (older runs: fp32 at 2048)."""
-    dtype, size = env.get("matmul_dtype", "float32"), env.get("matmul_size", 2048)
+    """The matmul rate that a run's GFLOP/s fractions are of, in words."""
+    dtype, size = _matmul_shape(env)
     rate = env.get("matmul_gflops", env.get("matmul_2048_fp32_gflops"))
     rate_text = f"{rate:,.0f}" if isinstance(rate, (int, float)) else MISSING
     device = str(env.get("device", MISSING)).upper()
@@ -253,8 +258,9 @@ def print_header(results: Mapping[str, Any], old: Mapping[str, Any] | None, old_
         f"{env.get('load_average_start')} -> {env.get('load_average_end')}"
     )
     if "matmul_gflops" in env:
-        rate = versus(env["matmul_gflops"], ",.0f", old, "env", "matmul_gflops")
-        before = "" if old is None else f" (old run: {matmul_text(old['env'])})"
+        comparable = old is not None and _matmul_shape(old["env"]) == _matmul_shape(env)
+        rate = versus(env["matmul_gflops"], ",.0f", old if comparable else None, "env", "matmul_gflops")
+        before = "" if old is None or comparable else f" (old run: {matmul_text(old['env'])})"
         print(
             f"GFLOP/s fractions are of the dense {env['matmul_dtype']} {env['matmul_size']}x"
             f"{env['matmul_size']} matmul, {rate} GFLOP/s{before}"

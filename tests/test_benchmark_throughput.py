@@ -112,7 +112,10 @@ def test_compare_across_precisions(
     header = "\n".join(lines[:8])
     assert "settings differ from the old run:" in header
     assert "dtype float32 (old bfloat16)" in header and "channels_last False (old True)" in header
-    assert "(old run: this CPU's dense bfloat16" in header
+    (fractions,) = [line for line in lines if line.startswith("GFLOP/s fractions are of")]
+    assert (
+        "(old run: this CPU's dense bfloat16" in fractions and "%" not in fractions
+    )  # rates of two precisions
     changes = [line for line in lines if line.startswith("  change")]
     assert len(changes) == len(VARIANTS)
     assert "in the old run only: Table 3, Blocks, Scaling (not run this time)" in lines
