@@ -4,8 +4,9 @@ paper-literal form the tests check BME against, ``tests/references.py``)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from lstrl_layers import MAE, LSTRLBlock, VideoReIDNet
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from references import TwoPsiBME  # noqa: E402  (the paper's Eq. 4-6 as written)
 
-__all__ = ["NUM_CLASSES", "MAEWithMaps", "StageShape", "TwoPsiBME", "param_count", "stage_shapes"]
+__all__ = ["NUM_CLASSES", "MAEWithMaps", "StageShape", "TwoPsiBME", "param_count", "stage_shapes", "variant"]
 
 NUM_CLASSES = 625  # MARS training identities, the classifier of the paper's Table 3
 StageShape = tuple[str, int, int, int]  # (stage name, C, H, W) at the input of an injected block
@@ -39,6 +40,21 @@ def stage_shapes(model_name: str, stages: Sequence[int | str], size: Sequence[in
     with torch.no_grad():
         model(torch.zeros(1, 1, 3, height, width))
     return shapes
+
+
+def variant(args: argparse.Namespace, flags: Mapping[str, bool]) -> VideoReIDNet:
+    """A Table 3 variant (``flags``: ``mae``, ``bme``) of the paper's model at the run's backbone, stages and
+    T: last stride 1, the blocks as the paper has them (``zero_init=False``), the same start every time."""
+    torch.manual_seed(0)
+    return VideoReIDNet(
+        args.backbone,
+        NUM_CLASSES,
+        stages=args.stages,
+        num_frames=args.num_frames,
+        last_stride=1,
+        zero_init=False,
+        **flags,
+    )
 
 
 def param_count(module: nn.Module) -> int:

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 from _measure import Mode, Progress, measure, runners
-from _models import NUM_CLASSES, StageShape, TwoPsiBME, param_count
+from _models import NUM_CLASSES, StageShape, TwoPsiBME, param_count, variant
 from _report import Column, absent, figure_table, keyed, versus
 
-from lstrl_layers import BME, VideoReIDNet, count_macs
+from lstrl_layers import BME, count_macs
 
 PAPER_SETTING = {"backbone": "resnet50", "stages": [2, 3], "size": [256, 128], "num_frames": 8}
 ROWS = (  # name, VideoReIDNet flags, the paper's Param. (M) and FLOPs (G)
@@ -65,17 +65,7 @@ def run(
     mode.new_group()
     for name, flags, paper_params, paper_gmacs in ROWS:
         progress.step(f"Table 3: {name}: building, counting MACs")
-        torch.manual_seed(0)
-        model = VideoReIDNet(
-            args.backbone,
-            NUM_CLASSES,
-            stages=args.stages,
-            num_frames=num_frames,
-            last_stride=1,
-            zero_init=False,
-            **flags,
-        )
-        model = model.to(device).eval()
+        model = variant(args, flags).to(device).eval()
         macs_paper = count_macs(model, video, convention="paper")  # counted on the module as built
         row: dict[str, Any] = {
             "name": name,

@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 from _measure import Case, Mode, Progress, measure, runners
-from _models import NUM_CLASSES, StageShape, param_count
+from _models import NUM_CLASSES, StageShape, param_count, variant
 from _report import Column, absent, figure_table, keyed, matmul_text, versus
 from torch import nn
 
-from lstrl_layers import VideoReIDNet, count_macs
+from lstrl_layers import count_macs
 from lstrl_layers.reid.engine import TrainSettings, build_loss, build_optimizer
 
 VARIANTS = (  # name, VideoReIDNet flags
@@ -90,16 +90,7 @@ def run(
     mode.new_group()
     for name, flags in VARIANTS:
         progress.step(f"throughput: {name}: building, counting MACs")
-        torch.manual_seed(0)
-        model = VideoReIDNet(
-            args.backbone,
-            NUM_CLASSES,
-            stages=args.stages,
-            num_frames=num_frames,
-            last_stride=1,
-            zero_init=False,
-            **flags,
-        ).eval()
+        model = variant(args, flags).eval()
         macs = count_macs(model, torch.randn(1, num_frames, 3, height, width), convention="full")
         rows.append({"name": name, "config": flags, "params": param_count(model), "macs_full_per_clip": macs})
         model.to(device)
