@@ -7,8 +7,8 @@ process case (rank 0 of 1) and no collective is called.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,7 +19,7 @@ from torch.utils.data import Sampler
 
 from ..sampling import PKBatchSampler
 
-__all__ = ["RankBatchSampler", "World", "gather_with_grad", "init_world", "shard_indices"]
+__all__ = ["RankBatchSampler", "World", "gather_with_grad", "init_world", "joined_world", "shard_indices"]
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,26 @@ def init_world(device: str) -> World:
     return World(rank, size, device)
 
 
-def close_world(world: World) -> None:
-    """Leave the process group (every rank, also after an error).
+@contextlib.contextmanager
+def joined_world(device: str) -> Iterator[World]:
+    """:func:`init_world` for the ``with`` block, and every rank leaves the process group at its end.
 
-    Called from a ``finally`` clause. On the way out of a run that went well, the ranks first wait for each
-    other, so that none tears its connections down while another still uses them (gloo can abort the
-    process then); after an error they do not wait, since the other ranks may never arrive.
+    On the way out of a block that went well the ranks first wait for each other, so that none tears its
+    connections down while another still uses them (gloo can abort the process then); out of an error they
+    do not wait, since the other ranks may never arrive.
     """
+    world = init_world(device)
+    try:
+        yield world
+    except BaseException:
+        _leave(world, wait=False)
+        raise
+    _leave(world, wait=True)
+
+
+def _leave(world: World, wait: bool) -> None:
     if world.distributed and dist.is_initialized():
-        if sys.exc_info()[0] is None:
+        if wait:
             dist.barrier()
         dist.destroy_process_group()
 

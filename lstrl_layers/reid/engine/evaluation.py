@@ -21,7 +21,7 @@ from ..metrics import ReIDResult, evaluate_ranking, pair_auc, pairwise_distances
 from ..model import VideoReIDNet
 from ..pretrained import load_state_dict_checked
 from .checkpoint import MODEL_FORMAT, load_checkpoint, load_model
-from .distributed import World, broadcast_object, close_world, gather_rows, init_world, shard_indices
+from .distributed import World, broadcast_object, gather_rows, joined_world, shard_indices
 from .reporting import Reporter, frame_for_picture
 from .runtime import autocast, in_memory_format, progress
 from .settings import TrainSettings
@@ -246,8 +246,7 @@ def evaluate_trained(
     """Evaluate a trained model (training checkpoint or model file) on ``data``; rank 0 writes
     ``OUT/eval.json``, ``OUT/cmc.png`` and ``OUT/ranked.png``. Sharded over the processes under
     ``torchrun``, like :func:`fit`'s evaluation."""
-    world = init_world(settings.device)
-    try:
+    with joined_world(settings.device) as world:
         model, _ = load_trained(path, world.device)
         model = in_memory_format(model, settings)
         metrics, ranking = rank_query_gallery(model, data, settings, world)
@@ -259,5 +258,3 @@ def evaluate_trained(
             if ranking is not None:
                 reporter.pictures(draw_pictures(ranking, data))
         return metrics
-    finally:
-        close_world(world)

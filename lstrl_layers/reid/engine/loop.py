@@ -37,7 +37,7 @@ from ..data import VideoReIDData
 from ..losses import ReIDLoss
 from ..model import VideoReIDNet
 from .checkpoint import save_model
-from .distributed import World, close_world, init_world, mean_over_ranks
+from .distributed import World, joined_world, mean_over_ranks
 from .evaluation import Ranking, draw_pictures, rank_query_gallery, summary
 from .hooks import Hook, HookList, TrainState, check_hooks
 from .recipe import (
@@ -122,37 +122,36 @@ def fit(
         TrainingInterrupted: SIGTERM or SIGINT, after the checkpoint is written.
     """
     user_hooks = _check_arguments(settings, data, hooks)
-    world = init_world(settings.device)
     reporter: Reporter | None = None
-    try:
-        say = log if world.is_main else _quiet
-        seed_everything(settings.seed + world.rank)
-        model = _placed_model(model_factory(settings, data.num_train_ids), settings, world)
-        criterion = loss_factory(settings)
-        optimizer, scheduler = optimizer_factory(settings, model)
-        state = TrainState(model, settings, None if out is None else Path(out), world.rank)
-        start, done = 1, EpochProgress()
-        if resume is not None:
-            start, done = resume_run(resume, world, state, optimizer, scheduler, say)
-        loader = train_loader(data, settings, world)
-        reporter = Reporter(state.out, tensorboard) if world.is_main else Reporter(None)
-        all_hooks = HookList([reporter, _LogLines(say, data, world), *user_hooks])
-        net = _wrapped(model, world)
-        run = _Run(world, data, net, loader, criterion, optimizer, scheduler, state, all_hooks, reporter)
-        all_hooks.before_train(state)
-        with stop_on_signals() as stop:
-            ranking = run.train(start, done, stop)
-        all_hooks.after_train(state)
-        if state.out is not None and world.is_main:
-            if isinstance(model, VideoReIDNet) and isinstance(model.config["backbone"], str):
-                save_model(state.out / "model.pt", model)
-            if ranking is not None:
-                reporter.pictures(draw_pictures(ranking, data))
-        return FitResult(model, state.history)
-    finally:
-        if reporter is not None:
-            reporter.close()
-        close_world(world)
+    with joined_world(settings.device) as world:
+        try:
+            say = log if world.is_main else _quiet
+            seed_everything(settings.seed + world.rank)
+            model = _placed_model(model_factory(settings, data.num_train_ids), settings, world)
+            criterion = loss_factory(settings)
+            optimizer, scheduler = optimizer_factory(settings, model)
+            state = TrainState(model, settings, None if out is None else Path(out), world.rank)
+            start, done = 1, EpochProgress()
+            if resume is not None:
+                start, done = resume_run(resume, world, state, optimizer, scheduler, say)
+            loader = train_loader(data, settings, world)
+            reporter = Reporter(state.out, tensorboard) if world.is_main else Reporter(None)
+            all_hooks = HookList([reporter, _LogLines(say, data, world), *user_hooks])
+            net = _wrapped(model, world)
+            run = _Run(world, data, net, loader, criterion, optimizer, scheduler, state, all_hooks, reporter)
+            all_hooks.before_train(state)
+            with stop_on_signals() as stop:
+                ranking = run.train(start, done, stop)
+            all_hooks.after_train(state)
+            if state.out is not None and world.is_main:
+                if isinstance(model, VideoReIDNet) and isinstance(model.config["backbone"], str):
+                    save_model(state.out / "model.pt", model)
+                if ranking is not None:
+                    reporter.pictures(draw_pictures(ranking, data))
+            return FitResult(model, state.history)
+        finally:
+            if reporter is not None:
+                reporter.close()
 
 
 def _check_arguments(settings: TrainSettings, data: VideoReIDData, hooks: Sequence[Hook]) -> list[Hook]:

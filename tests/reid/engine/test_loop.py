@@ -19,7 +19,7 @@ from lstrl_layers import VideoReIDNet
 from lstrl_layers.reid import ReIDLoss
 from lstrl_layers.reid.engine import evaluate, evaluate_trained, fit, train_step
 from lstrl_layers.reid.engine.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
-from lstrl_layers.reid.engine.distributed import RankBatchSampler, World, close_world, init_world
+from lstrl_layers.reid.engine.distributed import RankBatchSampler, World, joined_world
 from lstrl_layers.reid.engine.settings import RESUMABLE
 from lstrl_layers.reid.sampling import PKBatchSampler
 
@@ -51,8 +51,7 @@ def _worker(rank: int, size: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    world = init_world("cpu")
-    try:
+    with joined_world("cpu") as world:
         model, clips, pids = _model_and_batch()
         share = len(clips) // size  # this rank's whole identities, as RankBatchSampler gives them
         part = slice(rank * share, (rank + 1) * share)
@@ -60,8 +59,6 @@ def _worker(rank: int, size: int, port: int, out: str) -> None:
         metrics = evaluate(model, tiny_data(), tiny_settings(), world)  # sharded extraction
         if world.is_main:
             torch.save({"state": model.state_dict(), "metrics": metrics}, out)
-    finally:
-        close_world(world)
 
 
 def _free_port() -> int:
@@ -175,9 +172,8 @@ def test_files_that_are_not_ours_are_refused_without_running_code(tmp_path: Path
 
 
 def test_single_process_world_needs_no_process_group() -> None:
-    world = init_world("cpu")
-    assert world == World(0, 1, "cpu") and world.is_main and not world.distributed
-    close_world(world)
+    with joined_world("cpu") as world:
+        assert world == World(0, 1, "cpu") and world.is_main and not world.distributed
 
 
 def test_save_model_refuses_a_backbone_module(tmp_path: Path) -> None:
