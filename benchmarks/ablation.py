@@ -55,8 +55,10 @@ from lstrl_layers.reid.metrics import evaluate_ranking, pairwise_distances
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,
 # 0.7M parameters) with the blocks after layer2 and layer3 as in the paper, 64 x 32 frames, T = 4, P x K =
 # 8 x 3 (K: one clip per camera), Adam at 1e-3 without decay (from scratch, short runs), BME at 10x that
-# rate. Test clips: T evenly spaced frames, so that partner clips are exact reversals of each other.
+# rate, and BME's branch scaled by a LayerScale that starts at 1e-2 (BME_RECIPE). Test clips: T evenly spaced
+# frames, so that partner clips are exact reversals of each other.
 BACKBONE = dict(backbone="resnet18", model_kwargs=dict(channels=(16, 32, 64, 128), stem_width=16))
+BME_RECIPE = dict(ls_init_value=1e-2)  # every BME of every variant, unless the variant says otherwise
 RECIPE = dict(
     pretrained=False,
     stages=(2, 3),
@@ -83,6 +85,7 @@ TABLE3: dict[str, dict[str, Any]] = {
     "+MAE+BME": dict(),
 }
 _LEAKY_RELU = functools.partial(nn.LeakyReLU, 0.1)  # for υ in Eq. 6, instead of the paper's ReLU
+_NO_LAYER_SCALE = dict(ls_init_value=None)  # BME as in the paper, starting with υ zero (zero_init)
 # --full: Table 4 (MAE without one granularity), Table 5 (BME variants), the blocks' recipe undone
 FULL: dict[str, dict[str, Any]] = {
     **{
@@ -94,7 +97,9 @@ FULL: dict[str, dict[str, Any]] = {
     "+MAE+BME forward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["forward"]))),
     "+MAE+BME backward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["backward"]))),
     "+MAE+BME local-to-local": dict(model_kwargs=dict(bme_kwargs=dict(mode="local"))),
-    "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False)),
+    "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False, bme_kwargs=_NO_LAYER_SCALE)),
+    "+BME no LayerScale": dict(mae=False, model_kwargs=dict(bme_kwargs=_NO_LAYER_SCALE)),
+    "+MAE+BME no LayerScale": dict(model_kwargs=dict(bme_kwargs=_NO_LAYER_SCALE)),
     "+BME one learning rate": dict(mae=False, bme_lr_factor=1.0),
     "+MAE+BME one learning rate": dict(bme_lr_factor=1.0),
     "+BME LeakyReLU": dict(mae=False, model_kwargs=dict(bme_kwargs=dict(act_layer=_LEAKY_RELU))),
@@ -229,7 +234,9 @@ def run_settings(
         "backbone": BACKBONE["backbone"],
         **{k: v for k, v in variant.items() if k != "model_kwargs"},
     }
-    if not values.get("bme", True):
+    if values.get("bme", True):
+        model_kwargs["bme_kwargs"] = {**BME_RECIPE, **model_kwargs.get("bme_kwargs", {})}
+    else:
         values["bme_lr_factor"] = 1.0  # BME's rate: a model without BME has none
     return TrainSettings(
         **values,
@@ -314,7 +321,19 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
             for name, row in rows.items()
             if name != "Baseline"
         }
+        if "mAP_direction_known" in base:
+            for name, row in rows.items():
+                if name != "Baseline":
+                    out[dataset][name]["direction_captured"] = direction_captured(row["mAP"], base)
     return out
+
+
+def direction_captured(mAP: Sequence[float], base: dict[str, list[float]]) -> float:
+    """The share of what knowing the direction is worth that a variant's mAP gains on a motion set: its mean
+    gain over the Baseline, over the Baseline's own gain with each query's partner's clips ranked last (1: the
+    whole worth; NaN where that worth is not positive)."""
+    worth = statistics.fmean(base["mAP_direction_known"]) - statistics.fmean(base["mAP"])
+    return (statistics.fmean(mAP) - statistics.fmean(base["mAP"])) / worth if worth > 0 else math.nan
 
 
 def _points(value: float) -> str:
@@ -332,7 +351,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"\n{dataset} set ({_seeds(results)}; %, and the difference from the Baseline of each seed)")
         header = f"  {'variant':<27} {'mAP':>5} {'vs Baseline [95% CI]':>24} {'rank-1':>6}"
         motion = "pair_auc" in next(iter(rows.values()))
-        print(header + ("   pair AUC (min)   mAP, direction known" if motion else ""))
+        print(header + ("   pair AUC (min)   mAP, direction known   direction's worth" if motion else ""))
         for name, row in rows.items():
             line = f"  {name:<27} {100 * statistics.fmean(row['mAP']):5.1f}"
             d = differences.get(name, {}).get("mAP")
@@ -341,6 +360,8 @@ def print_table(results: dict[str, Any]) -> None:
             if motion:
                 line += f"   {statistics.fmean(row['pair_auc']):.3f} ({min(row['pair_auc']):.3f})"
                 line += f"   {100 * statistics.fmean(row['mAP_direction_known']):5.1f}"
+                captured = differences.get(name, {}).get("direction_captured")
+                line += f" {' ' * 17}{captured:4.0%}" if captured is not None else ""
             print(line)
         ceiling = results["ceilings"].get(dataset)
         if ceiling:
@@ -428,7 +449,8 @@ def empty_results(args: argparse.Namespace) -> dict[str, Any]:
             cameras=CAMERAS,
         )
         | BACKBONE
-        | RECIPE,
+        | RECIPE
+        | {"bme_kwargs": BME_RECIPE},
         "env": {
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name()

@@ -49,6 +49,16 @@ def test_paired_difference_is_the_t_interval_of_the_per_seed_differences() -> No
     assert ablation.paired_difference([0.5], [0.4])["low"] != ablation.paired_difference([0.5], [0.4])["low"]
 
 
+def test_direction_captured_is_the_share_of_the_baselines_gain_with_the_direction_known() -> None:
+    direction_captured = _ablation().direction_captured
+    base = {"mAP": [0.4, 0.6], "mAP_direction_known": [0.7, 0.9]}  # knowing the direction is worth 0.3
+    assert direction_captured([0.4, 0.6], base) == pytest.approx(0.0)  # the Baseline itself
+    assert direction_captured([0.7, 0.9], base) == pytest.approx(1.0)  # all of it
+    assert direction_captured([0.6, 0.7], base) == pytest.approx(0.5)  # half: +0.15 of 0.3, on average
+    blind = {"mAP": [0.5, 0.5], "mAP_direction_known": [0.5, 0.5]}  # nothing to gain: no share
+    assert direction_captured([0.6, 0.6], blind) != direction_captured([0.6, 0.6], blind)
+
+
 def test_default_and_quick_runs() -> None:
     ablation = _ablation()
     default = ablation.parse_args([])
@@ -92,6 +102,8 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
             if name == "approach":  # the partner's clips are non-matches: ranking them last cannot lower AP
                 assert all(k >= m for k, m in zip(row["mAP_direction_known"], row["mAP"]))
     assert saved["datasets"]["approach"]["Baseline"]["pair_auc"] == [0.5, 0.5]
+    assert "direction_captured" in saved["differences"]["approach"]["+BME"]
+    assert "direction_captured" not in saved["differences"]["occlusion"]["+BME"]
     difference = saved["differences"]["approach"]["+BME"]["mAP"]
     assert set(difference) == {"mean", "low", "high"} and difference["low"] <= difference["mean"]
     assert saved["datasets"] == json.loads(json.dumps(results["datasets"]))

@@ -9,7 +9,7 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from .._checks import check_bool, got
+from .._checks import check_bool, check_float, got
 from .base import ClipBlock, Maps, reduced_channels
 
 _DIRECTIONS = {"forward": ("Mf", 1), "backward": ("Mb", -1)}  # map name, offset of the neighbouring frame
@@ -72,6 +72,14 @@ class BME(ClipBlock):
             receives its full gradient from the first step and :math:`\phi`, :math:`\psi` from the second.
             ``False``: PyTorch's default initialization of every convolution (the paper's block, not the
             identity). The parameters are the paper's in both cases.
+        ls_init_value: a learnable scale per channel on the branch (LayerScale, as in CaiT and ConvNeXt),
+            starting at this value: the block returns :math:`x + \gamma \odot F^m`. ``None`` (default): no
+            scale, the paper's block. With a scale the block starts near the identity through
+            :math:`\gamma` (:math:`F^m` times ``ls_init_value``) and :math:`\phi`, :math:`\psi`,
+            :math:`\upsilon` keep PyTorch's default initialization, so the two directions differ from the
+            first step (with :math:`\upsilon` zero they start alike and some runs learn the direction
+            late) while what BME adds to the features grows only as far as :math:`\gamma` does. ``zero_init``
+            must stay ``True`` (the scale is the start). Adds ``C`` parameters.
         layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
         device: of the parameters (e.g. ``"meta"`` to build without allocating).
         dtype: of the parameters.
@@ -99,6 +107,7 @@ class BME(ClipBlock):
         edge: str = "zero",
         act_layer: Callable[[], nn.Module] = nn.ReLU,
         zero_init: bool = True,
+        ls_init_value: float | None = None,
         layout: str = "BTCHW",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -120,10 +129,20 @@ class BME(ClipBlock):
         if edge not in _EDGES:
             raise ValueError(f"edge must be one of {_EDGES}, got {edge!r}")
         check_bool("zero_init", zero_init)
+        if ls_init_value is not None:
+            positive = "None or a float > 0"
+            ls_init_value = check_float("ls_init_value", ls_init_value, positive, 0.0, low_inclusive=False)
+            if not zero_init:
+                raise ValueError(
+                    f"ls_init_value={ls_init_value!r} sets BME's start (the scale gamma, the convolutions at "
+                    "PyTorch's default), so zero_init=False would change nothing: leave zero_init=True, or "
+                    "ls_init_value=None for the paper's block"
+                )
         self.directions = tuple(d for d in _DIRECTIONS if d in directions)
         self.mode = mode
         self.edge = edge
         self.zero_init = zero_init
+        self.ls_init_value = ls_init_value
         self.phi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # φ: C -> C/2
         self.psi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # ψ: C -> C/2
         self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, 1, device=device, dtype=dtype)  # υ
@@ -135,18 +154,25 @@ class BME(ClipBlock):
         self.act = act_layer()
         if not isinstance(self.act, nn.Module):
             raise TypeError(f"act_layer() must return an nn.Module, got {got(self.act)}")
+        self.gamma: nn.Parameter | None = None  # γ of LayerScale, one per channel
+        if ls_init_value is not None:
+            self.gamma = nn.Parameter(torch.empty(channels, device=device, dtype=dtype))
         self.init_identity()
 
     def init_identity(self) -> None:
-        r"""With ``zero_init``, zero :math:`\upsilon`'s weights and set its bias to ``1e-6`` (see above)."""
-        if self.zero_init:
+        r"""With ``ls_init_value``, set :math:`\gamma` to it; else, with ``zero_init``, zero
+        :math:`\upsilon`'s weights and set its bias to ``1e-6`` (see above)."""
+        if self.gamma is not None:
+            nn.init.constant_(self.gamma, self.ls_init_value)  # type: ignore[arg-type]
+        elif self.zero_init:
             nn.init.zeros_(self.upsilon.weight)  # F^m = act(υ bias) at construction
             nn.init.constant_(self.upsilon.bias, _IDENTITY_BIAS)  # type: ignore[arg-type]
 
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_frames={self.num_frames}, directions={self.directions}, "
-            f"mode={self.mode!r}, edge={self.edge!r}, zero_init={self.zero_init}, layout={self.layout!r}"
+            f"mode={self.mode!r}, edge={self.edge!r}, zero_init={self.zero_init}, "
+            f"ls_init_value={self.ls_init_value}, layout={self.layout!r}"
         )
 
     def branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
@@ -171,4 +197,6 @@ class BME(ClipBlock):
         }
         stacked = rearrange(torch.cat(list(motions.values()), dim=2), "b t c h w -> (b t) c h w")
         motion = self.act(self.upsilon(stacked))  # F^m = υ([Mf, Mb]) with ReLU, Eq. 6
+        if self.gamma is not None:
+            motion = motion * rearrange(self.gamma, "c -> c 1 1")  # γ ⊙ F^m (LayerScale)
         return motion, (motions if return_maps else {})

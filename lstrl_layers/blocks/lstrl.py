@@ -35,7 +35,8 @@ class LSTRLArgs:
         mae_kwargs: further :class:`MAE` arguments (``reduction``, ``granularities``, ``scale``); stored as a
             copy, ``{}`` for none. Given only with ``mae=True``.
         bme_kwargs: further :class:`BME` arguments (``reduction``, ``directions``, ``mode``, ``edge``,
-            ``act_layer``); stored as a copy, ``{}`` for none. Given only with ``bme=True``.
+            ``act_layer``, ``ls_init_value``); stored as a copy, ``{}`` for none. Given only with
+            ``bme=True``.
         layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
 
     Raises:
@@ -136,7 +137,7 @@ class LSTRLBlock(ClipBlock):
         dtype: of the parameters.
         mae_kwargs: further keyword arguments of :class:`MAE` (``reduction``, ``granularities``, ``scale``).
         bme_kwargs: further keyword arguments of :class:`BME` (``reduction``, ``directions``, ``mode``,
-            ``edge``, ``act_layer``).
+            ``edge``, ``act_layer``, ``ls_init_value``).
 
     Shape:
         - Input: ``(B*T, C, H, W)`` with the ``T`` frames of each clip contiguous, or clips

@@ -199,3 +199,51 @@ def test_training_on_one_frame_clips_warns_that_phi_and_psi_cannot_learn() -> No
 def test_act_layer_must_make_a_module(act_layer: object, match: str) -> None:
     with pytest.raises(TypeError, match=match):
         BME(8, 2, act_layer=act_layer)  # type: ignore[arg-type]
+
+
+def test_layer_scale_multiplies_the_papers_branch_by_gamma_per_channel(device: torch.device) -> None:
+    torch.manual_seed(0)
+    scaled = randomized(BME(8, 4, ls_init_value=0.5)).to(device, torch.float64)
+    paper = BME(8, 4, zero_init=False).to(device, torch.float64)
+    missing, unexpected = paper.load_state_dict(scaled.state_dict(), strict=False)
+    assert (missing, unexpected) == ([], ["gamma"])
+    x = torch.randn(2, 4, 8, 3, 2, dtype=torch.float64, device=device)
+    gamma = rearrange(scaled.gamma, "c -> 1 1 c 1 1")
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(x) - x, gamma * (paper(x) - x))
+
+
+def test_layer_scale_starts_near_the_identity_with_the_directions_apart() -> None:
+    """γ = ls_init_value scales F^m, the convolutions keep PyTorch's initialization: unlike zero_init's υ = 0,
+    a clip played backwards is not the reversal of the clip's output, and every parameter learns at once."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 16, 3, 2)
+    reverse = functools.partial(torch.flip, dims=(1,))
+    scaled, zero = BME(16, 4, ls_init_value=1e-3), BME(16, 4)
+    torch.testing.assert_close(zero(reverse(x)), reverse(zero(x)))  # υ = 0: both directions alike
+    assert not torch.allclose(scaled(reverse(x)), reverse(scaled(x)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(scaled(x), x, rtol=0, atol=1e-2)  # F^m is O(1) here, times 1e-3
+    assert not torch.equal(scaled(x), x)
+    torch.testing.assert_close(scaled.gamma, torch.full((16,), 1e-3))
+    (scaled(x) - torch.randn_like(x)).pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scaled.parameters())
+    assert sum(p.numel() for p in scaled.parameters()) == sum(p.numel() for p in zero.parameters()) + 16
+    with torch.no_grad():
+        scaled.gamma.fill_(3.0)
+    scaled.reset_parameters()
+    torch.testing.assert_close(scaled.gamma, torch.full((16,), 1e-3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(ls_init_value=0.0), ValueError, r"ls_init_value must be None or a float > 0, got 0.0"),
+        (dict(ls_init_value=float("nan")), ValueError, r"ls_init_value must be None or a float > 0, got nan"),
+        (dict(ls_init_value="1e-2"), TypeError, r"must be None or a float > 0, got '1e-2' \(str\)"),
+        (dict(ls_init_value=0.1, zero_init=False), ValueError,
+         r"ls_init_value=0.1 sets BME's start .* so zero_init=False would change nothing"),
+    ],
+)  # fmt: skip
+def test_layer_scale_refusals(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        BME(16, 2, **kwargs)

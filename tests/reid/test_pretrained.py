@@ -30,8 +30,12 @@ def _clip() -> torch.Tensor:
     return torch.randn(1, 3, 3, 32, 16, generator=torch.Generator().manual_seed(1))
 
 
-def test_round_trip_in_eval_mode(tmp_path: Path) -> None:
-    net = _net(mae_kwargs=dict(granularities=(1, 4)))
+_BLOCK_ARGUMENTS = [dict(mae_kwargs=dict(granularities=(1, 4))), dict(bme_kwargs=dict(ls_init_value=0.1))]
+
+
+@pytest.mark.parametrize("kwargs", _BLOCK_ARGUMENTS)
+def test_round_trip_in_eval_mode(kwargs: dict, tmp_path: Path) -> None:
+    net = _net(**kwargs)
     net.save_pretrained(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]
     loaded = VideoReIDNet.from_pretrained(tmp_path / "model")
@@ -43,8 +47,9 @@ def test_round_trip_in_eval_mode(tmp_path: Path) -> None:
         )  # one clip, as deployed
 
 
-def test_load_model_returns_eval_mode(tmp_path: Path) -> None:
-    net = _net()
+@pytest.mark.parametrize("kwargs", [dict(), *_BLOCK_ARGUMENTS])
+def test_load_model_returns_eval_mode(kwargs: dict, tmp_path: Path) -> None:
+    net = _net(**kwargs)
     save_model(tmp_path / "model.pt", net)
     loaded = load_model(tmp_path / "model.pt")
     assert not loaded.training
