@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -56,19 +55,26 @@ def build_optimizer(settings: TrainSettings, model: nn.Module) -> tuple[torch.op
     """Adam with a step decay (the paper's §4.2; the default optimizer factory of ``fit``).
 
     The parameters of the BME blocks (alone or in an :class:`~lstrl_layers.LSTRLBlock`) learn at
-    ``settings.lr * settings.bme_lr_factor``, all others at ``settings.lr``.
+    ``settings.lr * settings.bme_lr_factor``, all others at ``settings.lr``. A BME with a LayerScale
+    (``ls_init_value``) learns without weight decay: Adam adds the decay to the gradient, and the gradients
+    of φ, ψ, υ are scaled by γ (``1e-2`` at the start), so with decay they would learn little but the decay.
     """
     trained = [p for p in model.parameters() if p.requires_grad]
-    groups: list[dict[str, Any]] = [{"params": trained}]  # one group, as in checkpoints of version 0.1
-    if settings.bme_lr_factor != 1:
-        blocks = {id(p) for m in model.modules() if isinstance(m, BME) for p in m.parameters()}
-        groups = [
-            {"params": [p for p in trained if id(p) not in blocks]},
-            {"params": [p for p in trained if id(p) in blocks], "lr": settings.lr * settings.bme_lr_factor},
-        ]
-    optimizer = torch.optim.Adam(
-        [g for g in groups if g["params"]], lr=settings.lr, weight_decay=settings.weight_decay
-    )
+    blocks = [m for m in model.modules() if isinstance(m, BME)]
+    fast = {id(p) for m in blocks for p in m.parameters()} if settings.bme_lr_factor != 1 else set()
+    undecayed = {id(p) for m in blocks if m.gamma is not None for p in m.parameters()}
+    kinds: dict[tuple[bool, bool], list[nn.Parameter]] = {}  # (fast, undecayed): one group each
+    for param in trained:  # in model order: one group where nothing differs, as in checkpoints of 0.1
+        kinds.setdefault((id(param) in fast, id(param) in undecayed), []).append(param)
+    groups = [
+        {
+            "params": params,
+            "lr": settings.lr * (settings.bme_lr_factor if is_fast else 1.0),
+            "weight_decay": 0.0 if is_undecayed else settings.weight_decay,
+        }
+        for (is_fast, is_undecayed), params in kinds.items()
+    ]
+    optimizer = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     return optimizer, torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=settings.step, gamma=settings.gamma
     )

@@ -202,6 +202,24 @@ def test_bme_learns_at_its_own_rate() -> None:
     assert len(optimizer.param_groups) == 1  # as in the checkpoints of version 0.1
 
 
+@pytest.mark.parametrize("bme_lr_factor", [1.0, 10.0])
+def test_bme_with_a_layer_scale_learns_without_weight_decay(bme_lr_factor: float) -> None:
+    from lstrl_layers import BME
+    from lstrl_layers.reid.engine import build_model, build_optimizer
+
+    model_kwargs = {**tiny_settings().model_kwargs, "bme_kwargs": dict(ls_init_value=1e-2)}
+    settings = tiny_settings(bme_lr_factor=bme_lr_factor, weight_decay=5e-4, model_kwargs=model_kwargs)
+    model = build_model(settings, 4)
+    optimizer, _ = build_optimizer(settings, model)
+    blocks = {id(p) for m in model.modules() if isinstance(m, BME) for p in m.parameters()}
+    groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    assert blocks and set(groups) == {id(p) for p in model.parameters() if p.requires_grad}
+    for i, group in groups.items():
+        assert group["weight_decay"] == (0.0 if i in blocks else 5e-4)
+        assert group["lr"] == pytest.approx(settings.lr * (bme_lr_factor if i in blocks else 1.0))
+    assert len(optimizer.param_groups) == 2
+
+
 def test_channels_last_gives_the_outputs_and_gradients_of_the_contiguous_layout() -> None:
     model, clips, pids = _model_and_batch()
     results = []
