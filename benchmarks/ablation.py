@@ -54,11 +54,9 @@ from lstrl_layers.reid.metrics import evaluate_ranking, pairwise_distances
 
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,
 # 0.7M parameters) with the blocks after layer2 and layer3 as in the paper, 64 x 32 frames, T = 4, P x K =
-# 8 x 3 (K: one clip per camera), Adam at 1e-3 without decay (from scratch, short runs), BME at 10x that
-# rate, and BME's branch scaled by a LayerScale that starts at 1e-2 (BME_RECIPE). Test clips: T evenly spaced
-# frames, so that partner clips are exact reversals of each other.
+# 8 x 3 (K: one clip per camera), Adam at 1e-3 without rate decay (from scratch, short runs), BME at 10x that
+# rate. Test clips: T evenly spaced frames, so that partner clips are exact reversals of each other.
 BACKBONE = dict(backbone="resnet18", model_kwargs=dict(channels=(16, 32, 64, 128), stem_width=16))
-BME_RECIPE = dict(ls_init_value=1e-2)  # every BME of every variant, unless the variant says otherwise
 RECIPE = dict(
     pretrained=False,
     stages=(2, 3),
@@ -85,7 +83,7 @@ TABLE3: dict[str, dict[str, Any]] = {
     "+MAE+BME": dict(),
 }
 _LEAKY_RELU = functools.partial(nn.LeakyReLU, 0.1)  # for υ in Eq. 6, instead of the paper's ReLU
-_NO_LAYER_SCALE = dict(ls_init_value=None)  # BME as in the paper, starting with υ zero (zero_init)
+_LAYER_SCALE = dict(ls_init_value=1e-2)  # BME's branch times a learnable γ from 1e-2, its convolutions random
 # --full: Table 4 (MAE without one granularity), Table 5 (BME variants), the blocks' recipe undone
 FULL: dict[str, dict[str, Any]] = {
     **{
@@ -97,9 +95,9 @@ FULL: dict[str, dict[str, Any]] = {
     "+MAE+BME forward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["forward"]))),
     "+MAE+BME backward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["backward"]))),
     "+MAE+BME local-to-local": dict(model_kwargs=dict(bme_kwargs=dict(mode="local"))),
-    "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False, bme_kwargs=_NO_LAYER_SCALE)),
-    "+BME no LayerScale": dict(mae=False, model_kwargs=dict(bme_kwargs=_NO_LAYER_SCALE)),
-    "+MAE+BME no LayerScale": dict(model_kwargs=dict(bme_kwargs=_NO_LAYER_SCALE)),
+    "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False)),
+    "+BME LayerScale": dict(mae=False, model_kwargs=dict(bme_kwargs=_LAYER_SCALE)),
+    "+MAE+BME LayerScale": dict(model_kwargs=dict(bme_kwargs=_LAYER_SCALE)),
     "+BME one learning rate": dict(mae=False, bme_lr_factor=1.0),
     "+MAE+BME one learning rate": dict(bme_lr_factor=1.0),
     "+BME LeakyReLU": dict(mae=False, model_kwargs=dict(bme_kwargs=dict(act_layer=_LEAKY_RELU))),
@@ -234,9 +232,7 @@ def run_settings(
         "backbone": BACKBONE["backbone"],
         **{k: v for k, v in variant.items() if k != "model_kwargs"},
     }
-    if values.get("bme", True):
-        model_kwargs["bme_kwargs"] = {**BME_RECIPE, **model_kwargs.get("bme_kwargs", {})}
-    else:
+    if not values.get("bme", True):
         values["bme_lr_factor"] = 1.0  # BME's rate: a model without BME has none
     return TrainSettings(
         **values,
@@ -449,8 +445,7 @@ def empty_results(args: argparse.Namespace) -> dict[str, Any]:
             cameras=CAMERAS,
         )
         | BACKBONE
-        | RECIPE
-        | {"bme_kwargs": BME_RECIPE},
+        | RECIPE,
         "env": {
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name()
