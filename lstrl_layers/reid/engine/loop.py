@@ -141,7 +141,7 @@ def fit(
             run = _Run(world, data, net, loader, criterion, optimizer, scheduler, state, all_hooks, reporter)
             all_hooks.before_train(state)
             with stop_on_signals() as stop:
-                ranking = run.train(start, done, stop)
+                ranking = run.train(start, done, stop, fresh=resume is None)
             all_hooks.after_train(state)
             if state.out is not None and world.is_main:
                 if isinstance(model, VideoReIDNet) and isinstance(model.config["backbone"], str):
@@ -185,11 +185,12 @@ class _Run:
     def checkpoint(self) -> Path | None:
         return None if self.state.out is None else self.state.out / "checkpoint.pt"
 
-    def train(self, start: int, done: EpochProgress, stop: StopRequest) -> Ranking | None:
+    def train(self, start: int, done: EpochProgress, stop: StopRequest, fresh: bool) -> Ranking | None:
         """Epochs ``start`` to the last (the first with ``done``'s steps done already), preceded by the
-        evaluation before training in a new run; the last evaluation's ranking (``None`` off rank 0)."""
+        evaluation before training in a ``fresh`` run (a resumed one has it in its history, even when it
+        stopped before epoch 1); the last evaluation's ranking (``None`` off rank 0)."""
         ranking = None
-        if start == 1 and not done.steps:
+        if fresh:
             ranking = self.evaluate()
             self.save(0)
         for epoch in range(start, self.state.settings.epochs + 1):

@@ -24,9 +24,11 @@ from lstrl_layers._files import atomic_path, write_json
 from lstrl_layers.reid import ReIDLoss, Tracklet, VideoReIDData
 from lstrl_layers.reid.data import UnreadableFrame
 from lstrl_layers.reid.engine import (
+    Hook,
     NonFiniteLoss,
     TrainingInterrupted,
     TrainSettings,
+    TrainState,
     build_model,
     evaluate_trained,
     fit,
@@ -283,6 +285,26 @@ def test_a_stop_in_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     said: list[str] = []
     assert fit(settings, tiny_data(), out=tmp_path, resume=tmp_path, log=said.append).history == expected
     assert any("at epoch 1, step 1 of epoch 2" in line for line in said)
+
+
+class _SignalAfterFirstEvaluation(Hook):
+    """Sends this process SIGTERM once the evaluation before training is done: a stop before epoch 1."""
+
+    def after_evaluation(self, state: TrainState) -> None:
+        if state.epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_a_stop_before_the_first_epoch_resumes_without_a_second_evaluation(tmp_path: Path) -> None:
+    settings = _settings(epochs=2)
+    expected = fit(settings, tiny_data(), log=_quiet).history
+    with pytest.raises(TrainingInterrupted, match=r"^stopped by SIGTERM at the end of epoch 0: "):
+        fit(settings, tiny_data(), out=tmp_path, log=_quiet, hooks=[_SignalAfterFirstEvaluation()])
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 0
+    resumed = fit(settings, tiny_data(), out=tmp_path, resume=tmp_path, log=_quiet).history
+    assert [h["epoch"] for h in resumed] == [0, 1, 2]
+    assert resumed == expected
 
 
 def _resume_worker(rank: int, size: int, port: int, out: str) -> None:
