@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from _processes import run_on_two_processes  # noqa: E402
 from _scripts import ROOT  # noqa: E402
 from _tiny import TINY_RESNET, tiny_data, tiny_settings
 
@@ -307,22 +306,13 @@ def test_a_stop_before_the_first_epoch_resumes_without_a_second_evaluation(tmp_p
     assert resumed == expected
 
 
-def _resume_worker(rank: int, size: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+def _resume_worker(rank: int, out: str) -> None:
     fit(_settings(epochs=1), tiny_data(), out=out, log=_quiet)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow
 def test_resume_on_another_number_of_processes_keeps_the_global_batches(tmp_path: Path) -> None:
-    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    run_on_two_processes(_resume_worker, str(tmp_path))
     assert len(load_checkpoint(tmp_path / "checkpoint.pt")["random_states"]) == 2
     said: list[str] = []
     history = fit(_settings(epochs=2), tiny_data(), out=tmp_path, resume=tmp_path, log=said.append).history

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from _processes import run_on_two_processes  # noqa: E402
 from _tiny import TINY_RESNET, tiny_data, tiny_settings  # noqa: E402
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -47,13 +46,10 @@ def _one_step(
     train_step(net, ReIDLoss(), optimizer, clips, pids, tiny_settings(), world)
 
 
-def _worker(rank: int, size: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+def _worker(rank: int, out: str) -> None:
     with joined_world("cpu") as world:
         model, clips, pids = _model_and_batch()
-        share = len(clips) // size  # this rank's whole identities, as RankBatchSampler gives them
+        share = len(clips) // world.size  # this rank's whole identities, as RankBatchSampler gives them
         part = slice(rank * share, (rank + 1) * share)
         _one_step(model, DistributedDataParallel(model), clips[part], pids[part], world)
         metrics = evaluate(model, tiny_data(), tiny_settings(), world)  # sharded extraction
@@ -61,18 +57,12 @@ def _worker(rank: int, size: int, port: int, out: str) -> None:
             torch.save({"state": model.state_dict(), "metrics": metrics}, out)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_two_processes_step_like_one_process_on_the_union(tmp_path: Path) -> None:
     """gloo, BatchNorm statistics frozen (so that the split cannot change them): a wrong sampler split, a loss
     averaged twice or a gradient that skips a rank would all change the parameters after one step."""
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    run_on_two_processes(_worker, str(out))
     ddp = torch.load(out, weights_only=True)
     model, clips, pids = _model_and_batch()
     before = {k: v.clone() for k, v in model.state_dict().items()}
