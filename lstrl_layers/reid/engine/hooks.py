@@ -95,6 +95,9 @@ class Hook:
     def after_step(self, state: TrainState) -> None:
         """After each training step (the optimizer has stepped)."""
 
+    def before_evaluation(self, state: TrainState) -> None:
+        """Before each evaluation (the model is about to be put in eval mode and the test set extracted)."""
+
     def after_evaluation(self, state: TrainState) -> None:
         """After each evaluation, with its figures in ``state.metrics``."""
 
@@ -126,6 +129,9 @@ class HookList(Hook):
 
     def after_step(self, state: TrainState) -> None:
         self._each("after_step", state)
+
+    def before_evaluation(self, state: TrainState) -> None:
+        self._each("before_evaluation", state)
 
     def after_evaluation(self, state: TrainState) -> None:
         self._each("after_evaluation", state)

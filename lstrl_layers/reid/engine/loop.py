@@ -225,6 +225,7 @@ class _Run:
     def evaluate(self) -> Ranking | None:
         """Evaluate the model after epoch ``state.epoch`` into the history; the ranking (``None`` off
         rank 0)."""
+        self.hooks.before_evaluation(self.state)
         metrics, ranking = rank_query_gallery(self.net, self.data, self.state.settings, self.world)
         entry: dict[str, Any] = {"epoch": self.state.epoch, **metrics}
         if self.state.stats is not None:

@@ -60,6 +60,10 @@ class _Recorder(Hook):
         self._record("after_step", state)
         self.step_losses.setdefault(state.epoch, []).append((state.stats or {})["loss"])
 
+    def before_evaluation(self, state: TrainState) -> None:
+        self._record("before_evaluation", state)
+        assert state.metrics is None  # the figures come after
+
     def after_evaluation(self, state: TrainState) -> None:
         self._record("after_evaluation", state)
         self.evaluations.append(dict(state.metrics or {}))
@@ -69,11 +73,12 @@ def test_hooks_see_the_run_in_the_documented_order() -> None:
     recorder, settings, data = _Recorder(), _settings(), tiny_data()
     result = fit(settings, data, log=lambda message: None, hooks=[recorder])
     steps = [event for step in (1, 2) for event in (("before_step", step), ("after_step", step))]
-    expected = [("before_train", 0, 0), ("after_evaluation", 0, 0)]
+    evaluation = ("before_evaluation", "after_evaluation")
+    expected = [("before_train", 0, 0), *[(name, 0, 0) for name in evaluation]]
     for epoch in (1, 2):
         expected.append(("before_epoch", epoch, 0))
         expected += [(name, epoch, step) for name, step in steps]
-        expected += [("after_evaluation", epoch, 2)] if epoch == 2 else []
+        expected += [(name, epoch, 2) for name in evaluation] if epoch == 2 else []
         expected.append(("after_epoch", epoch, 2))
     assert recorder.events == [*expected, ("after_train", 2, 2)]
     assert isinstance(result, FitResult)
