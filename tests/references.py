@@ -49,7 +49,8 @@ class TwoPsiBME(nn.Module):
     ψ of a zero frame, masked to zero (``edge="zero"``: no neighbour, no motion), or ψ of itself
     (``"replicate"``), so ψ runs on ``T`` frames per direction and clip, ``2 T`` in the paper's configuration,
     as the paper counts. ``mode="local"`` (Table 5's local-to-local variant) applies φ to :math:`F_t` instead
-    of :math:`F_t^g`.
+    of :math:`F_t^g`. ``antisymmetric=True`` adds :math:`\delta(M^f - M^b)` before the activation, as its own
+    convolution on the difference of the maps.
 
     Shape:
         - Input: ``(B*T, C, H, W)``, ``T = bme.num_frames``.
@@ -89,5 +90,8 @@ class TwoPsiBME(nn.Module):
             phi = rearrange(bme.phi(query), "(b t) c h w -> b t c h w", t=num_frames)  # φ(F_t^g) or φ(F_t)
             maps[name] = phi * psi
         stacked = rearrange(torch.cat(list(maps.values()), dim=2), "b t c h w -> (b t) c h w")
-        motion = bme.act(bme.upsilon(stacked))  # υ([Mf, Mb]) with ReLU, Eq. 6
-        return frames + motion, maps
+        before_act = bme.upsilon(stacked)  # υ([Mf, Mb]), Eq. 6
+        if bme.delta is not None:  # antisymmetric=True: + δ(Mf - Mb), a convolution of its own
+            difference = rearrange(maps["Mf"] - maps["Mb"], "b t c h w -> (b t) c h w")
+            before_act = before_act + nn.functional.conv2d(difference, bme.delta)
+        return frames + bme.act(before_act), maps

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .._checks import check_bool, check_float, got
 from .base import ClipBlock, Maps, reduced_channels
@@ -80,6 +81,15 @@ class BME(ClipBlock):
             first step (with :math:`\upsilon` zero they start alike and some runs learn the direction
             late) while what BME adds to the features grows only as far as :math:`\gamma` does. ``zero_init``
             must stay ``True`` (the scale is the start). Adds ``C`` parameters.
+        antisymmetric: give the part of :math:`\upsilon` that tells the two directions apart its own
+            parameter: :math:`F^m = \mathrm{ReLU}(\upsilon([M^f, M^b]) + \delta(M^f - M^b))`, with
+            :math:`\delta` a ``1x1`` convolution ``C // reduction -> C`` without bias that starts at zero.
+            The block computes the same family of functions as the paper's (:math:`\delta` adds to
+            :math:`\upsilon`'s forward half and subtracts from its backward half, which is how it is
+            applied: no extra multiply-add), so at the start it is the block without it; what changes is
+            training, where an optimizer can move :math:`\delta` at its own rate
+            (``TrainSettings.direction_lr_factor``) without moving the rest of the block faster. Needs both
+            directions. Adds ``C * C // reduction`` parameters.
         layout: how a 5-D input is read: ``"BTCHW"`` (default) or ``"BCTHW"`` (3D CNNs, video libraries).
         device: of the parameters (e.g. ``"meta"`` to build without allocating).
         dtype: of the parameters.
@@ -108,6 +118,7 @@ class BME(ClipBlock):
         act_layer: Callable[[], nn.Module] = nn.ReLU,
         zero_init: bool = True,
         ls_init_value: float | None = None,
+        antisymmetric: bool = False,
         layout: str = "BTCHW",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -138,6 +149,12 @@ class BME(ClipBlock):
                     "PyTorch's default), so zero_init=False would change nothing: leave zero_init=True, or "
                     "ls_init_value=None for the paper's block"
                 )
+        check_bool("antisymmetric", antisymmetric)
+        if antisymmetric and len(directions) != 2:
+            raise ValueError(
+                f"antisymmetric=True adds a term on the difference of the two directions, so it needs both: "
+                f"directions=('forward', 'backward'), got directions={directions!r}"
+            )
         self.directions = tuple(d for d in _DIRECTIONS if d in directions)
         self.mode = mode
         self.edge = edge
@@ -157,11 +174,18 @@ class BME(ClipBlock):
         self.gamma: nn.Parameter | None = None  # γ of LayerScale, one per channel
         if ls_init_value is not None:
             self.gamma = nn.Parameter(torch.empty(channels, device=device, dtype=dtype))
+        self.antisymmetric = antisymmetric
+        self.delta: nn.Parameter | None = None  # δ: the weights on M^f - M^b, C/2 -> C, in υ's layout
+        if antisymmetric:
+            self.delta = nn.Parameter(torch.empty(channels, reduced, 1, 1, device=device, dtype=dtype))
         self.init_identity()
 
     def init_identity(self) -> None:
         r"""With ``ls_init_value``, set :math:`\gamma` to it; else, with ``zero_init``, zero
-        :math:`\upsilon`'s weights and set its bias to ``1e-6`` (see above)."""
+        :math:`\upsilon`'s weights and set its bias to ``1e-6`` (see above). :math:`\delta`
+        (``antisymmetric``) starts at zero."""
+        if self.delta is not None:
+            nn.init.zeros_(self.delta)
         if self.gamma is not None:
             nn.init.constant_(self.gamma, self.ls_init_value)  # type: ignore[arg-type]
         elif self.zero_init:
@@ -172,7 +196,7 @@ class BME(ClipBlock):
         return (
             f"channels={self.channels}, num_frames={self.num_frames}, directions={self.directions}, "
             f"mode={self.mode!r}, edge={self.edge!r}, zero_init={self.zero_init}, "
-            f"ls_init_value={self.ls_init_value}, layout={self.layout!r}"
+            f"ls_init_value={self.ls_init_value}, antisymmetric={self.antisymmetric}, layout={self.layout!r}"
         )
 
     def branch(self, frames: Tensor, num_frames: int, return_maps: bool) -> tuple[Tensor, Maps]:
@@ -196,7 +220,11 @@ class BME(ClipBlock):
             for name, offset in (_DIRECTIONS[d] for d in self.directions)
         }
         stacked = rearrange(torch.cat(list(motions.values()), dim=2), "b t c h w -> (b t) c h w")
-        motion = self.act(self.upsilon(stacked))  # F^m = υ([Mf, Mb]) with ReLU, Eq. 6
+        if self.delta is None:
+            motion = self.act(self.upsilon(stacked))  # F^m = υ([Mf, Mb]) with ReLU, Eq. 6
+        else:  # F^m = ReLU(υ([Mf, Mb]) + δ(Mf - Mb)), as one convolution with the weights υ + [δ, -δ]
+            weight = self.upsilon.weight + torch.cat([self.delta, -self.delta], dim=1)
+            motion = self.act(F.conv2d(stacked, weight, self.upsilon.bias))
         if self.gamma is not None:
             motion = motion * rearrange(self.gamma, "c -> c 1 1")  # γ ⊙ F^m (LayerScale)
         return motion, (motions if return_maps else {})

@@ -25,6 +25,8 @@ from lstrl_layers import BME
         dict(directions="backward", edge="replicate"),
         dict(mode="local"),
         dict(zero_init=False, reduction=4),
+        dict(antisymmetric=True),
+        dict(antisymmetric=True, mode="local", edge="replicate"),
     ],
 )
 @pytest.mark.parametrize("num_frames", [1, 2, 4])
@@ -245,5 +247,44 @@ def test_layer_scale_starts_near_the_identity_with_the_directions_apart() -> Non
     ],
 )  # fmt: skip
 def test_layer_scale_refusals(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        BME(16, 2, **kwargs)
+
+
+def test_antisymmetric_delta_is_what_tells_a_clip_from_its_reversal(device: torch.device) -> None:
+    """With υ's two halves equal, BME gives a clip played backwards the reversal of the clip's output (the
+    two directions swap, Mf <-> Mb); δ(Mf - Mb) changes sign under that swap, so δ alone breaks it. δ starts
+    at zero (the block without it), and folds into υ's halves (υ^f + δ, υ^b - δ)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 8, 3, 2, dtype=torch.float64, device=device)
+    reverse = functools.partial(torch.flip, dims=(1,))
+    bme = randomized(BME(8, 4, antisymmetric=True)).to(device, torch.float64)
+    paper = BME(8, 4).to(device, torch.float64)
+    assert paper.load_state_dict(bme.state_dict(), strict=False) == ([], ["delta"])
+    with torch.no_grad():
+        half = bme.upsilon.in_channels // 2
+        bme.upsilon.weight[:, half:] = bme.upsilon.weight[:, :half]  # υ^f = υ^b: symmetric in time
+        assert not torch.allclose(bme(reverse(x)), reverse(bme(x)))  # δ tells the directions apart
+        folded = BME(8, 4).to(device, torch.float64)
+        folded.load_state_dict(bme.state_dict(), strict=False)
+        folded.upsilon.weight += torch.cat([bme.delta, -bme.delta], dim=1)
+        torch.testing.assert_close(bme(x), folded(x))
+        bme.delta.zero_()
+        torch.testing.assert_close(bme(reverse(x)), reverse(bme(x)))  # δ = 0: both directions alike
+    bme.reset_parameters()
+    assert bme.delta is not None and not bme.delta.any()
+    assert sum(p.numel() for p in bme.parameters()) == sum(p.numel() for p in paper.parameters()) + 8 * 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(antisymmetric=True, directions=("forward",)), ValueError,
+         r"antisymmetric=True adds a term on the difference of the two directions, so it needs both: "
+         r"directions=\('forward', 'backward'\), got directions=\('forward',\)"),
+        (dict(antisymmetric=1), TypeError, r"antisymmetric must be"),
+    ],
+)  # fmt: skip
+def test_antisymmetric_refusals(kwargs: dict, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         BME(16, 2, **kwargs)

@@ -55,24 +55,26 @@ def build_optimizer(settings: TrainSettings, model: nn.Module) -> tuple[torch.op
     """Adam with a step decay (the paper's §4.2; the default optimizer factory of ``fit``).
 
     The parameters of the BME blocks (alone or in an :class:`~lstrl_layers.LSTRLBlock`) learn at
-    ``settings.lr * settings.bme_lr_factor``, all others at ``settings.lr``. A BME with a LayerScale
+    ``settings.lr * settings.bme_lr_factor``, their δ (``antisymmetric=True``) at
+    ``settings.lr * settings.direction_lr_factor``, all others at ``settings.lr``. A BME with a LayerScale
     (``ls_init_value``) learns without weight decay: Adam adds the decay to the gradient, and the gradients
     of φ, ψ, υ are scaled by γ (``1e-2`` at the start), so with decay they would learn little but the decay.
     """
     trained = [p for p in model.parameters() if p.requires_grad]
     blocks = [m for m in model.modules() if isinstance(m, BME)]
-    fast = {id(p) for m in blocks for p in m.parameters()} if settings.bme_lr_factor != 1 else set()
+    factors = {id(p): settings.bme_lr_factor for m in blocks for p in m.parameters()}
+    factors.update({id(m.delta): settings.direction_lr_factor for m in blocks if m.delta is not None})
     undecayed = {id(p) for m in blocks if m.gamma is not None for p in m.parameters()}
-    kinds: dict[tuple[bool, bool], list[nn.Parameter]] = {}  # (fast, undecayed): one group each
+    kinds: dict[tuple[float, bool], list[nn.Parameter]] = {}  # (rate factor, undecayed): one group each
     for param in trained:  # in model order: one group where nothing differs, as in checkpoints of 0.1
-        kinds.setdefault((id(param) in fast, id(param) in undecayed), []).append(param)
+        kinds.setdefault((factors.get(id(param), 1.0), id(param) in undecayed), []).append(param)
     groups = [
         {
             "params": params,
-            "lr": settings.lr * (settings.bme_lr_factor if is_fast else 1.0),
+            "lr": settings.lr * factor,
             "weight_decay": 0.0 if is_undecayed else settings.weight_decay,
         }
-        for (is_fast, is_undecayed), params in kinds.items()
+        for (factor, is_undecayed), params in kinds.items()
     ]
     optimizer = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     return optimizer, torch.optim.lr_scheduler.StepLR(

@@ -40,6 +40,9 @@ class TrainSettings:
     ``model``, and :meth:`from_dict` reads them). ``bme_lr_factor`` multiplies the
     learning rate of the BME blocks' parameters (1: one rate for all, the paper's recipe): BME starts as the
     identity with both directions alike, and telling them apart waits on it (see the ablation in the docs).
+    ``direction_lr_factor`` multiplies the learning rate of BME's δ (``bme_kwargs=dict(
+    antisymmetric=True)``: the part of the block that tells the two directions apart) instead, so that part
+    alone can learn fast.
     ``channels_last``: the model's weights and activations in the channels-last memory format (oneDNN's and
     the tensor cores' preferred layout for convolutions; the numbers are the same up to round-off).
     ``amp``: the forward pass under bfloat16 autocast, on CUDA or the CPU (on the CPU it pays where the CPU
@@ -74,6 +77,7 @@ class TrainSettings:
     epochs: int = 400
     lr: float = 3e-4
     bme_lr_factor: float = 1.0
+    direction_lr_factor: float = 1.0
     weight_decay: float = 5e-4
     step: int = 70
     gamma: float = 0.1
@@ -133,9 +137,8 @@ class TrainSettings:
         self.size = check_size("size", self.size)
         check_float("erasing", self.erasing, "a probability in [0, 1]", low=0.0, high=1.0)
         check_float("lr", self.lr, "a positive, finite float", low=0.0, low_inclusive=False)
-        check_float(
-            "bme_lr_factor", self.bme_lr_factor, "a positive, finite float", low=0.0, low_inclusive=False
-        )
+        for name in ("bme_lr_factor", "direction_lr_factor"):
+            check_float(name, getattr(self, name), "a positive, finite float", low=0.0, low_inclusive=False)
         check_float("weight_decay", self.weight_decay, "a finite float >= 0", low=0.0)
         check_float("gamma", self.gamma, "a float in (0, 1]", low=0.0, high=1.0, low_inclusive=False)
         check_float("margin", self.margin, "a finite float >= 0", low=0.0)
@@ -160,10 +163,14 @@ class TrainSettings:
     def _check_every_setting_applies(self) -> None:
         """Refuse a setting that the other settings leave without effect (it would be ignored)."""
         has_bme = bool(self.stages) and self.bme
+        has_delta = has_bme and bool(self.model_kwargs.get("bme_kwargs", {}).get("antisymmetric", False))
         unused = [
             (self.bme_lr_factor != 1.0 and not has_bme, "bme_lr_factor", self.bme_lr_factor,
              f"BME's parameters learn at that factor, and this model has no BME (stages={self.stages}, "
              f"bme={self.bme})"),
+            (self.direction_lr_factor != 1.0 and not has_delta, "direction_lr_factor",
+             self.direction_lr_factor, "BME's delta learns at that factor, and this model's BME has none "
+             "(model_kwargs=dict(bme_kwargs=dict(antisymmetric=True)) adds it)"),
             (self.max_test_clips is not None and self.test_sampling != "dense", "max_test_clips",
              self.max_test_clips, f"it limits the clips of test_sampling='dense', and test_sampling is "
              f"{self.test_sampling!r}"),

@@ -193,6 +193,26 @@ def test_bme_learns_at_its_own_rate() -> None:
 
 
 @pytest.mark.parametrize("bme_lr_factor", [1.0, 10.0])
+def test_bme_delta_learns_at_the_direction_rate_and_the_rest_of_bme_at_its_own(bme_lr_factor: float) -> None:
+    from lstrl_layers import BME
+    from lstrl_layers.reid.engine import build_model, build_optimizer
+
+    model_kwargs = {**tiny_settings().model_kwargs, "bme_kwargs": dict(antisymmetric=True)}
+    settings = tiny_settings(bme_lr_factor=bme_lr_factor, direction_lr_factor=30.0, model_kwargs=model_kwargs)
+    model = build_model(settings, 4)
+    optimizer, _ = build_optimizer(settings, model)
+    bmes = [m for m in model.modules() if isinstance(m, BME)]
+    deltas = {id(m.delta) for m in bmes}
+    blocks = {id(p) for m in bmes for p in m.parameters()} - deltas
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(deltas) == 2 and set(rates) == {id(p) for p in model.parameters() if p.requires_grad}
+    for i, rate in rates.items():
+        factor = 30.0 if i in deltas else bme_lr_factor if i in blocks else 1.0
+        assert rate == pytest.approx(settings.lr * factor)
+    assert len(optimizer.param_groups) == (2 if bme_lr_factor == 1.0 else 3)
+
+
+@pytest.mark.parametrize("bme_lr_factor", [1.0, 10.0])
 def test_bme_with_a_layer_scale_learns_without_weight_decay(bme_lr_factor: float) -> None:
     from lstrl_layers import BME
     from lstrl_layers.reid.engine import build_model, build_optimizer
