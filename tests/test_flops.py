@@ -78,7 +78,9 @@ def test_bme_count_by_hand(convention: Convention) -> None:
     phi = n * channels * half  # on the 1x1 pooled frame
     psi = n * positions * channels * half  # once per frame
     upsilon = n * positions * 2 * half * channels
-    assert count_macs(BME(channels, frames), x, convention=convention) == phi + psi + upsilon
+    for antisymmetric in (False, True):  # δ runs folded into υ: no multiply-add of its own
+        bme = BME(channels, frames, antisymmetric=antisymmetric)
+        assert count_macs(bme, x, convention=convention) == phi + psi + upsilon
 
 
 def test_cpu_sdpa_forward_and_backward_are_counted() -> None:

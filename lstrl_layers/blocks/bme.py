@@ -36,6 +36,16 @@ def _neighbours(seq: Tensor, offset: int, edge: str) -> Tensor:
     return neighbour * inside  # zeros where the neighbour does not exist
 
 
+class _Upsilon(nn.Conv2d):
+    """υ of Eq. 6, a ``1x1`` convolution over ``[M^f, M^b]``; given ``delta`` (``antisymmetric=True``), with
+    the weights ``υ + [δ, -δ]``, so that hooks and MAC counts see one convolution either way."""
+
+    def forward(self, maps: Tensor, delta: Tensor | None = None) -> Tensor:
+        if delta is None:
+            return super().forward(maps)
+        return F.conv2d(maps, self.weight + torch.cat([delta, -delta], dim=1), self.bias)
+
+
 class BME(ClipBlock):
     r"""Bi-direction Motion Estimator: each frame's global feature times its neighbours' local features.
 
@@ -162,7 +172,7 @@ class BME(ClipBlock):
         self.ls_init_value = ls_init_value
         self.phi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # φ: C -> C/2
         self.psi = nn.Conv2d(channels, reduced, 1, device=device, dtype=dtype)  # ψ: C -> C/2
-        self.upsilon = nn.Conv2d(len(self.directions) * reduced, channels, 1, device=device, dtype=dtype)  # υ
+        self.upsilon = _Upsilon(len(self.directions) * reduced, channels, 1, device=device, dtype=dtype)  # υ
         if isinstance(act_layer, nn.Module) or not callable(act_layer):
             raise TypeError(
                 f"act_layer must be a module class or a callable that returns a module (nn.ReLU, not "
@@ -220,11 +230,8 @@ class BME(ClipBlock):
             for name, offset in (_DIRECTIONS[d] for d in self.directions)
         }
         stacked = rearrange(torch.cat(list(motions.values()), dim=2), "b t c h w -> (b t) c h w")
-        if self.delta is None:
-            motion = self.act(self.upsilon(stacked))  # F^m = υ([Mf, Mb]) with ReLU, Eq. 6
-        else:  # F^m = ReLU(υ([Mf, Mb]) + δ(Mf - Mb)), as one convolution with the weights υ + [δ, -δ]
-            weight = self.upsilon.weight + torch.cat([self.delta, -self.delta], dim=1)
-            motion = self.act(F.conv2d(stacked, weight, self.upsilon.bias))
+        # F^m = ReLU(υ([Mf, Mb])), Eq. 6; antisymmetric: ReLU(υ([Mf, Mb]) + δ(Mf - Mb)), δ folded into υ
+        motion = self.act(self.upsilon(stacked, self.delta))
         if self.gamma is not None:
             motion = motion * rearrange(self.gamma, "c -> c 1 1")  # γ ⊙ F^m (LayerScale)
         return motion, (motions if return_maps else {})
