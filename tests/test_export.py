@@ -4,6 +4,7 @@ T from 1 up, or the export is refused up front; ``export_onnx`` writes one check
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,15 @@ def test_jit_trace_follows_the_clip_length() -> None:
             torch.testing.assert_close(traced(video), net(video), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("block", [MAE, BME, LSTRLBlock])
-def test_bare_blocks_export_with_the_legacy_exporter(block: type, tmp_path: Path) -> None:
+def _bme_with_delta(channels: int, num_frames: int, zero_init: bool) -> BME:
+    bme = BME(channels, num_frames, zero_init=zero_init, antisymmetric=True)
+    with torch.no_grad():
+        bme.delta.normal_()  # type: ignore[union-attr]
+    return bme
+
+
+@pytest.mark.parametrize("block", [MAE, BME, LSTRLBlock, _bme_with_delta])
+def test_bare_blocks_export_with_the_legacy_exporter(block: Callable[..., nn.Module], tmp_path: Path) -> None:
     torch.manual_seed(0)
     module = block(8, 4, zero_init=False).eval()
     path = tmp_path / "block.onnx"
