@@ -54,8 +54,9 @@ from lstrl_layers.reid.metrics import evaluate_ranking, pairwise_distances
 
 # The model and recipe of every run: a ResNet-18 at a quarter of its width (stem 16, stages 16-128 channels,
 # 0.7M parameters) with the blocks after layer2 and layer3 as in the paper, 64 x 32 frames, T = 4, P x K =
-# 8 x 3 (K: one clip per camera), Adam at 1e-3 without rate decay (from scratch, short runs), BME at 10x that
-# rate. Test clips: T evenly spaced frames, so that partner clips are exact reversals of each other.
+# 8 x 3 (K: one clip per camera), Adam at 1e-3 without rate decay (from scratch, short runs); in BME, the part
+# that tells the two directions apart (δ, antisymmetric=True) at 10x that rate. Test clips: T evenly spaced
+# frames, so that partner clips are exact reversals of each other.
 BACKBONE = dict(backbone="resnet18", model_kwargs=dict(channels=(16, 32, 64, 128), stem_width=16))
 RECIPE = dict(
     pretrained=False,
@@ -65,11 +66,12 @@ RECIPE = dict(
     P=8,
     K=3,
     lr=1e-3,
-    bme_lr_factor=10.0,
+    direction_lr_factor=10.0,
     step=10**9,
     test_batch=64,
     test_sampling="even",
 )
+BME_RECIPE = dict(antisymmetric=True)  # BME's arguments in every run with BME, unless a row says otherwise
 STEPS = 250  # --quick too
 SEEDS, QUICK_SEEDS = 5, 4
 IDENTITIES = (48, 24)  # training and test identities (24 + 12 pairs in the motion sets)
@@ -83,7 +85,9 @@ TABLE3: dict[str, dict[str, Any]] = {
     "+MAE+BME": dict(),
 }
 _LEAKY_RELU = functools.partial(nn.LeakyReLU, 0.1)  # for υ in Eq. 6, instead of the paper's ReLU
-_LAYER_SCALE = dict(ls_init_value=1e-2)  # BME's branch times a learnable γ from 1e-2, its convolutions random
+_PAPERS_BME = dict(antisymmetric=False)  # the paper's block: no δ (then no rate of its own either)
+_BLOCK_10X = dict(bme_lr_factor=10.0)  # 0.2's recipe, with _PAPERS_BME: the whole block at 10x the rate
+_LAYER_SCALE = dict(ls_init_value=1e-2, **_PAPERS_BME)  # γ from 1e-2, φ ψ υ random; with _BLOCK_10X
 # --full: Table 4 (MAE without one granularity), Table 5 (BME variants), the blocks' recipe undone
 FULL: dict[str, dict[str, Any]] = {
     **{
@@ -92,14 +96,20 @@ FULL: dict[str, dict[str, Any]] = {
         )
         for i in range(1, 5)
     },
-    "+MAE+BME forward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["forward"]))),
-    "+MAE+BME backward only": dict(model_kwargs=dict(bme_kwargs=dict(directions=["backward"]))),
+    **{  # one direction: no difference to take, the whole block tells time's arrow, at 10x as in 0.2
+        f"+MAE+BME {direction} only": dict(
+            **_BLOCK_10X, model_kwargs=dict(bme_kwargs=dict(directions=[direction], **_PAPERS_BME))
+        )
+        for direction in ("forward", "backward")
+    },
     "+MAE+BME local-to-local": dict(model_kwargs=dict(bme_kwargs=dict(mode="local"))),
     "+BME zero_init=False": dict(mae=False, model_kwargs=dict(zero_init=False)),
-    "+BME LayerScale": dict(mae=False, model_kwargs=dict(bme_kwargs=_LAYER_SCALE)),
-    "+MAE+BME LayerScale": dict(model_kwargs=dict(bme_kwargs=_LAYER_SCALE)),
-    "+BME one learning rate": dict(mae=False, bme_lr_factor=1.0),
-    "+MAE+BME one learning rate": dict(bme_lr_factor=1.0),
+    "+BME block at 10x": dict(mae=False, **_BLOCK_10X, model_kwargs=dict(bme_kwargs=_PAPERS_BME)),
+    "+MAE+BME block at 10x": dict(**_BLOCK_10X, model_kwargs=dict(bme_kwargs=_PAPERS_BME)),
+    "+BME LayerScale": dict(mae=False, **_BLOCK_10X, model_kwargs=dict(bme_kwargs=_LAYER_SCALE)),
+    "+MAE+BME LayerScale": dict(**_BLOCK_10X, model_kwargs=dict(bme_kwargs=_LAYER_SCALE)),
+    "+BME one learning rate": dict(mae=False, model_kwargs=dict(bme_kwargs=_PAPERS_BME)),
+    "+MAE+BME one learning rate": dict(model_kwargs=dict(bme_kwargs=_PAPERS_BME)),
     "+BME LeakyReLU": dict(mae=False, model_kwargs=dict(bme_kwargs=dict(act_layer=_LEAKY_RELU))),
     "+MAE+BME LeakyReLU": dict(model_kwargs=dict(bme_kwargs=dict(act_layer=_LEAKY_RELU))),
 }
@@ -232,8 +242,12 @@ def run_settings(
         "backbone": BACKBONE["backbone"],
         **{k: v for k, v in variant.items() if k != "model_kwargs"},
     }
-    if not values.get("bme", True):
-        values["bme_lr_factor"] = 1.0  # BME's rate: a model without BME has none
+    if values.get("bme", True):
+        model_kwargs["bme_kwargs"] = {**BME_RECIPE, **model_kwargs.get("bme_kwargs", {})}
+        if not model_kwargs["bme_kwargs"]["antisymmetric"]:
+            values["direction_lr_factor"] = 1.0  # no δ, no rate of its own
+    else:  # BME's rates: a model without BME has none
+        values["bme_lr_factor"] = values["direction_lr_factor"] = 1.0
     return TrainSettings(
         **values,
         model_kwargs=model_kwargs,
@@ -445,7 +459,8 @@ def empty_results(args: argparse.Namespace) -> dict[str, Any]:
             cameras=CAMERAS,
         )
         | BACKBONE
-        | RECIPE,
+        | RECIPE
+        | {"bme_kwargs": BME_RECIPE},
         "env": {
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name()

@@ -68,6 +68,18 @@ def test_default_and_quick_runs() -> None:
     data = synthetic_motion_reid(8, 4, num_cams=3, length=(4, 4), size=(32, 16))
     settings = ablation.run_settings(ablation.TABLE3["+BME"], default, 0, data)
     assert not settings.amp and ablation.run_settings(dict(), ablation.parse_args(["--amp"]), 0, data).amp
+    every = {**ablation.TABLE3, **ablation.FULL}
+    rows = {name: ablation.run_settings(row, default, 0, data) for name, row in every.items()}  # all valid
+    assert rows["Baseline"].direction_lr_factor == 1.0 and "bme_kwargs" not in rows["Baseline"].model_kwargs
+    for name in ("+BME", "+MAE+BME"):  # δ at 10x, the rest of BME at the base rate
+        assert rows[name].model_kwargs["bme_kwargs"] == dict(antisymmetric=True)
+        assert (rows[name].direction_lr_factor, rows[name].bme_lr_factor) == (10.0, 1.0)
+    old = rows["+BME block at 10x"]  # 0.2's recipe: the whole block at 10x, no δ
+    assert (old.direction_lr_factor, old.bme_lr_factor, old.model_kwargs["bme_kwargs"]) == (
+        1.0,
+        10.0,
+        {"antisymmetric": False},
+    )
     quick = ablation.parse_args(["--quick"])
     assert quick.datasets == list(ablation.QUICK_SETS) and quick.seeds == ablation.QUICK_SEEDS
     assert list(quick.variant_settings) == list(ablation.QUICK_VARIANTS)
