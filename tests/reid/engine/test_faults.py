@@ -84,7 +84,7 @@ def _quiet(message: str) -> None:
          r"^direction_lr_factor=30.0 would have no effect: BME's delta learns at that factor, and this "
          r"model's BME has none \(model_kwargs=dict\(bme_kwargs=dict\(antisymmetric=True\)\) adds it\)$"),
         (dict(bme=False, direction_lr_factor=30.0, model_kwargs=dict(bme_kwargs=dict(antisymmetric=True))),
-         ValueError, r"bme_kwargs"),  # a branch that is off takes no arguments
+         ValueError, r"^bme_kwargs=\{'antisymmetric': True\} given but bme=False"),  # a branch that is off
         (dict(direction_lr_factor=0.0), ValueError, r"direction_lr_factor must be a positive, finite float"),
         (dict(max_test_clips=4), ValueError,
          r"^max_test_clips=4 would have no effect: it limits the clips of test_sampling='dense', and "
