@@ -130,6 +130,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)  # fmt: skip
 METRICS = ("mAP", "rank1", "pair_auc", "mAP_direction_known")
+LEARNT = 0.85  # a BME run whose pair AUC ends below this has not learnt the direction of motion
 MOTION_METRICS = ("pair_auc", "mAP_direction_known")  # the motion sets only
 
 
@@ -361,7 +362,10 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"\n{dataset} set ({_seeds(results)}; %, and the difference from the Baseline of each seed)")
         header = f"  {'variant':<27} {'mAP':>5} {'vs Baseline [95% CI]':>24} {'rank-1':>6}"
         motion = "pair_auc" in next(iter(rows.values()))
-        print(header + ("   pair AUC (min)   mAP, direction known   direction's worth" if motion else ""))
+        print(
+            header
+            + (f"   pair AUC (min)   < {LEARNT}   mAP, direction known   direction's worth" if motion else "")
+        )
         for name, row in rows.items():
             line = f"  {name:<27} {100 * statistics.fmean(row['mAP']):5.1f}"
             d = differences.get(name, {}).get("mAP")
@@ -369,6 +373,7 @@ def print_table(results: dict[str, Any]) -> None:
             line += f" {100 * statistics.fmean(row['rank1']):6.1f}"
             if motion:
                 line += f"   {statistics.fmean(row['pair_auc']):.3f} ({min(row['pair_auc']):.3f})"
+                line += f"   {sum(auc < LEARNT for auc in row['pair_auc']):6d}"
                 line += f"   {100 * statistics.fmean(row['mAP_direction_known']):5.1f}"
                 captured = differences.get(name, {}).get("direction_captured")
                 line += f" {' ' * 17}{captured:4.0%}" if captured is not None else ""
@@ -379,6 +384,58 @@ def print_table(results: dict[str, Any]) -> None:
                 f"  {'blind to time reversal':<27} {100 * ceiling['mAP']:5.1f} (best){' ' * 20}"
                 f"{100 * ceiling['rank1']:6.1f}   0.500"
             )
+
+
+Curves = dict[int, list[dict[str, float]]]  # {seed: the figures of each evaluation, in step order}
+
+
+def trace_rows(curves: Curves, baseline: Curves | None) -> list[dict[str, Any]]:
+    """A variant's figures at each evaluated step over its seeds (``curves``: ``{seed: [evaluation, ...]}``):
+    the mean mAP; with ``baseline`` (the Baseline's curves) the paired difference from it and its 95%
+    interval, over the seeds both ran; on the motion sets the pair AUC's mean, min and the runs below
+    ``LEARNT``."""
+    seeds = sorted(curves)
+    rows = []
+    for i, step in enumerate(e["step"] for e in curves[seeds[0]]):
+        at = [curves[seed][i] for seed in seeds]
+        row: dict[str, Any] = {"step": step, "mAP": statistics.fmean(e["mAP"] for e in at)}
+        if baseline is not None and (paired := [seed for seed in seeds if seed in baseline]):
+            row["vs_baseline"] = paired_difference(
+                [curves[seed][i]["mAP"] for seed in paired], [baseline[seed][i]["mAP"] for seed in paired]
+            )
+        if "pair_auc" in at[0]:
+            aucs = [e["pair_auc"] for e in at]
+            row["pair_auc"] = {
+                "mean": statistics.fmean(aucs),
+                "min": min(aucs),
+                "below": sum(a < LEARNT for a in aucs),
+            }
+        rows.append(row)
+    return rows
+
+
+def print_trace(results: dict[str, Any]) -> None:
+    """The curves of ``--trace``: each variant's mAP, its difference from the Baseline and its pair AUC by
+    training step."""
+    for dataset, variants in results["curves"].items():
+        for name in (n for n in results["datasets"][dataset] if n in variants):  # in the tables' order
+            curves, baseline = variants[name], variants.get("Baseline") if name != "Baseline" else None
+            rows = trace_rows(curves, baseline)
+            print(
+                f"\n{dataset} set, {name}, by step ({_seeds(results)}; %, and the difference from the "
+                "Baseline of each seed)"
+            )
+            header = f"  {'step':>5} {'mAP':>5} {'vs Baseline [95% CI]':>24}"
+            print(header + (f"   pair AUC (min)   < {LEARNT}" if "pair_auc" in rows[0] else ""))
+            for row in rows:
+                line = f"  {row['step']:5d} {100 * row['mAP']:5.1f}"
+                d = row.get("vs_baseline")
+                line += (
+                    f" {_points(d['mean'])} [{_points(d['low'])}, {_points(d['high'])}]" if d else " " * 25
+                )
+                auc = row.get("pair_auc")
+                line += f"   {auc['mean']:.3f} ({auc['min']:.3f})   {auc['below']:6d}" if auc else ""
+                print(line)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -518,6 +575,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 )
     results["seconds"] = round(time.time() - started, 1)
     results["differences"] = compare(results)
+    if args.trace:
+        print_trace(results)
     print_table(results)
     print(
         f"\n{len(tasks)} runs in {results['seconds'] / 60:.1f} min on {results['env']['device']} "

@@ -59,6 +59,29 @@ def test_direction_captured_is_the_share_of_the_baselines_gain_with_the_directio
     assert direction_captured([0.6, 0.6], blind) != direction_captured([0.6, 0.6], blind)
 
 
+def test_trace_rows_pair_each_seed_with_its_baseline_at_each_step() -> None:
+    ablation = _ablation()
+    steps = (0, 6, 12)
+    baseline = {seed: [{"step": st, "mAP": 0.1 * seed + 0.01 * st} for st in steps] for seed in (3, 1, 2)}
+    gains = {1: 0.05, 2: 0.10, 3: 0.30}  # per seed, the same at every step
+    aucs = {1: 0.5, 2: 0.9, 3: 0.8}
+    curves = {  # the seeds in another order than the Baseline's: they are paired by seed, not by position
+        seed: [
+            {"step": st, "mAP": baseline[seed][i]["mAP"] + gains[seed], "pair_auc": aucs[seed]}
+            for i, st in enumerate(steps)
+        ]
+        for seed in (2, 3, 1)
+    }
+    rows = ablation.trace_rows(curves, baseline)
+    assert [row["step"] for row in rows] == list(steps)
+    expected = ablation.paired_difference([gains[s] for s in (1, 2, 3)], [0.0, 0.0, 0.0])
+    for row in rows:
+        assert row["vs_baseline"] == pytest.approx(expected)
+        assert row["pair_auc"] == pytest.approx({"mean": 2.2 / 3, "min": 0.5, "below": 2})
+    assert rows[2]["mAP"] == pytest.approx(0.2 + 0.12 + 0.15)  # the mean of the seeds' mAP at step 12
+    assert "vs_baseline" not in ablation.trace_rows(baseline, None)[0]  # the Baseline itself
+
+
 def test_default_and_quick_runs() -> None:
     ablation = _ablation()
     default = ablation.parse_args([])
@@ -101,7 +124,7 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
         "8",
         "4",
     ]
-    argv += ["--datasets", "approach", "occlusion", "--jobs", "1"]
+    argv += ["--datasets", "approach", "occlusion", "--jobs", "1", "--trace", "1"]
     argv += ["--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png"), "--device", "cpu"]
     results = _ablation().main(argv)
     saved = json.loads((tmp_path / "a.json").read_text())
@@ -123,6 +146,8 @@ def test_runs_end_to_end_and_writes_json_and_plot(tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "] approach seed 4 +BME: mAP" in out and "] occlusion seed 3 Baseline: mAP" in out
     assert "approach set (2 seeds, 3-4;" in out and "blind to time reversal" in out and "pair AUC" in out
+    assert "approach set, +BME, by step (2 seeds, 3-4;" in out  # --trace: the curves, by step
+    assert [c["step"] for c in saved["curves"]["approach"]["+BME"]["3"]] == [0, 1]
 
 
 @pytest.mark.parametrize(
