@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from ..._checks import got
 from ..data import VideoReIDData
 from ..losses import ReIDLoss
 from ..model import VideoReIDNet
-from .checkpoint import save_model
+from .checkpoint import random_states, save_model, set_random_states
 from .distributed import World, joined_world, mean_over_ranks
 from .evaluation import Ranking, draw_pictures, rank_query_gallery, summary
 from .hooks import Hook, HookList, TrainState, check_hooks
@@ -93,6 +94,10 @@ def fit(
     history (:class:`FitResult`).
 
     Evaluations come before training (epoch 0), every ``settings.eval_every`` epochs and after the last.
+    One after an epoch leaves the random states (torch, CUDA, Python ``random``, NumPy) as it found them,
+    so ``eval_every`` changes what is measured, not what is trained: the last history entry and the model
+    are the same with any ``eval_every``. (The evaluation before training is part of every fresh run and
+    draws before the first epoch, whatever ``eval_every`` is.)
     With ``out``, rank 0 writes ``metrics.json`` (``{"epochs": history}``), ``checkpoint.pt`` (every epoch),
     ``model.pt`` (:func:`~lstrl_layers.reid.engine.load_model` rebuilds it; timm backbones), and the
     pictures ``history.png``, ``cmc.png`` and ``ranked.png`` (the worst queries and their top matches), every
@@ -217,7 +222,8 @@ class _Run:
         self.scheduler.step()
         ranking = None
         if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-            ranking = self.evaluate()
+            with _random_states_kept():  # the test loaders draw their seeds: not from the training's stream
+                ranking = self.evaluate()
         self.hooks.after_epoch(state)
         self.save(epoch)
         return ranking
@@ -281,6 +287,16 @@ class _LogLines(Hook):
             f"{time.time() - self.tic:.0f}s"
         )
         self.log(line if state.metrics is None else f"{line}; {summary(state.metrics)}")
+
+
+@contextmanager
+def _random_states_kept() -> Iterator[None]:
+    """Every random state a run draws from, as it was before the block."""
+    states = random_states()
+    try:
+        yield
+    finally:
+        set_random_states(states)
 
 
 def _placed_model(model: nn.Module, settings: TrainSettings, world: World) -> nn.Module:

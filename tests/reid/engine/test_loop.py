@@ -117,6 +117,17 @@ def test_resume_after_any_epoch_gives_the_same_metrics(tmp_path: Path) -> None:
     assert resumed == straight
 
 
+def test_evaluations_between_epochs_do_not_change_what_is_trained() -> None:
+    data = tiny_data()
+    every = fit(tiny_settings(eval_every=1), data, log=lambda m: None)  # evaluates after epochs 1, 2, 3
+    last = fit(tiny_settings(eval_every=3), data, log=lambda m: None)  # after epoch 3 only
+    assert [e["epoch"] for e in every.history] == [0, 1, 2, 3]
+    assert [e["epoch"] for e in last.history] == [0, 3]
+    assert every.history[-1] == last.history[-1]
+    for (name, a), b in zip(every.model.state_dict().items(), last.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_every_file_loads_with_weights_only_and_the_model_file_rebuilds_the_model(tmp_path: Path) -> None:
     history = fit(tiny_settings(epochs=1), tiny_data(), out=tmp_path, log=lambda m: None).history
     for trained in ("model.pt", "checkpoint.pt"):  # --eval-only on either file: the final evaluation again
