@@ -351,6 +351,13 @@ def _points(value: float) -> str:
     return f"{100 * value:+5.1f}" if not math.isnan(value) else "  n/a"
 
 
+def _interval(difference: dict[str, float] | None) -> str:
+    """`` +1.2 [ -0.3,  +2.7]`` in points, or blanks of its width where there is no difference."""
+    if difference is None:
+        return " " * 25
+    return f" {_points(difference['mean'])} [{_points(difference['low'])}, {_points(difference['high'])}]"
+
+
 def _seeds(results: dict[str, Any]) -> str:
     first, count = results["settings"]["first_seed"], results["settings"]["seeds"]
     return f"seed {first}" if count == 1 else f"{count} seeds, {first}-{first + count - 1}"
@@ -368,8 +375,7 @@ def print_table(results: dict[str, Any]) -> None:
         )
         for name, row in rows.items():
             line = f"  {name:<27} {100 * statistics.fmean(row['mAP']):5.1f}"
-            d = differences.get(name, {}).get("mAP")
-            line += f" {_points(d['mean'])} [{_points(d['low'])}, {_points(d['high'])}]" if d else " " * 25
+            line += _interval(differences.get(name, {}).get("mAP"))
             line += f" {100 * statistics.fmean(row['rank1']):6.1f}"
             if motion:
                 line += f"   {statistics.fmean(row['pair_auc']):.3f} ({min(row['pair_auc']):.3f})"
@@ -429,10 +435,7 @@ def print_trace(results: dict[str, Any]) -> None:
             print(header + (f"   pair AUC (min)   < {LEARNT}" if "pair_auc" in rows[0] else ""))
             for row in rows:
                 line = f"  {row['step']:5d} {100 * row['mAP']:5.1f}"
-                d = row.get("vs_baseline")
-                line += (
-                    f" {_points(d['mean'])} [{_points(d['low'])}, {_points(d['high'])}]" if d else " " * 25
-                )
+                line += _interval(row.get("vs_baseline"))
                 auc = row.get("pair_auc")
                 line += f"   {auc['mean']:.3f} ({auc['min']:.3f})   {auc['below']:6d}" if auc else ""
                 print(line)
